@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+// The demo behind scripts/demo: every attnx mechanism on one realistic input, with wall time
+// (best of --reps runs), speed-up over the streaming exact kernel, and the error against exact
+// attention computed in double.
+//
+//   compare [--n 4096] [--d 64] [--seed 1] [--reps 3] [--methods name,name,...] [--json FILE]
+#include <attnx/attnx.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "example_inputs.hpp"
+
+namespace {
+
+using attnx::Index;
+using Mat = attnx::Matrix<float>;
+
+struct Config {
+    Index n = 4096, d = 64;
+    std::uint64_t seed = 1;
+    int reps = 3;
+    std::vector<std::string> methods;  // empty: all
+    std::string json;
+};
+
+struct Method {
+    std::string name, params;
+    std::function<Mat(const Mat&, const Mat&, const Mat&)> run;
+};
+
+/// Every mechanism of the library, as rows of the table.
+std::vector<Method> all_methods(const Config& /*cfg*/) {
+    std::vector<Method> m;
+    m.push_back({"exact-streaming", "tile 128x128", [](const Mat& q, const Mat& k, const Mat& v) {
+                     return attnx::exact_attention(q, k, v);
+                 }});
+    m.push_back({"exact-materialized", "n x n scores", [](const Mat& q, const Mat& k, const Mat& v) {
+                     attnx::ExactOptions o;
+                     o.kernel = attnx::ExactKernel::Materialized;
+                     return attnx::exact_attention(q, k, v, o);
+                 }});
+    return m;
+}
+
+[[noreturn]] void usage(const char* msg) {
+    std::fprintf(stderr,
+                 "%s\nusage: compare [--n N] [--d D] [--seed S] [--reps R] [--methods a,b,...] [--json FILE]\n", msg);
+    std::exit(2);
+}
+
+Config parse(int argc, char** argv) {
+    Config c;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--help" || a == "-h") usage("compare: every attnx mechanism against exact attention");
+        if (i + 1 >= argc) usage(("missing value after " + a).c_str());
+        const std::string val = argv[++i];
+        try {
+            if (a == "--n")
+                c.n = std::stoll(val);
+            else if (a == "--d")
+                c.d = std::stoll(val);
+            else if (a == "--seed")
+                c.seed = std::stoull(val);
+            else if (a == "--reps")
+                c.reps = std::stoi(val);
+            else if (a == "--json")
+                c.json = val;
+            else if (a == "--methods") {
+                std::stringstream ss(val);
+                std::string tok;
+                while (std::getline(ss, tok, ',')) c.methods.push_back(tok);
+            } else
+                usage(("unknown option " + a).c_str());
+        } catch (const std::logic_error&) {
+            usage(("bad value '" + val + "' for " + a).c_str());
+        }
+    }
+    if (c.n < 1 || c.d < 1 || c.reps < 1) usage("--n, --d and --reps must be >= 1");
+    return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Config cfg = parse(argc, argv);
+    const auto x = examples::realistic_inputs<float>(cfg.n, cfg.d, cfg.d, cfg.seed);
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    std::printf("attnx %d.%d.%d compare: n = %lld, d = %lld, seed = %llu, float, %d thread(s), best of %d\n",
+                ATTNX_VERSION_MAJOR, ATTNX_VERSION_MINOR, ATTNX_VERSION_PATCH, static_cast<long long>(cfg.n),
+                static_cast<long long>(cfg.d), static_cast<unsigned long long>(cfg.seed), threads, cfg.reps);
+    // The reference: exact attention in double on the same (float) inputs.
+    const Eigen::MatrixXd reference =
+        attnx::exact_attention(x.q.cast<double>(), x.k.cast<double>(), x.v.cast<double>());
+
+    std::vector<Method> methods = all_methods(cfg);
+    if (!cfg.methods.empty()) {
+        std::vector<Method> chosen;
+        for (const std::string& name : cfg.methods) {
+            const auto it = std::find_if(methods.begin(), methods.end(), [&](const Method& m) { return m.name == name; });
+            if (it == methods.end()) {
+                std::fprintf(stderr, "compare: unknown method '%s'; known:", name.c_str());
+                for (const Method& m : methods) std::fprintf(stderr, " %s", m.name.c_str());
+                std::fprintf(stderr, "\n");
+                return 2;
+            }
+            chosen.push_back(*it);
+        }
+        methods = chosen;
+    }
+
+    struct Row {
+        std::string name, params;
+        double ms, speedup;
+        attnx::ErrorMetrics err;
+    };
+    std::vector<Row> rows;
+    double exact_ms = 0;
+    for (const Method& m : methods) {
+        Mat out;
+        double best = 1e300;
+        for (int r = 0; r < cfg.reps; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            out = m.run(x.q, x.k, x.v);
+            best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+        if (m.name == "exact-streaming") exact_ms = best;
+        rows.push_back({m.name, m.params, best, 0, attnx::compare(out, reference)});
+    }
+    if (exact_ms == 0) {  // the speed-up baseline was not among --methods: time it now
+        exact_ms = 1e300;
+        for (int r = 0; r < cfg.reps; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            const Mat out = attnx::exact_attention(x.q, x.k, x.v);
+            exact_ms = std::min(exact_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+    }
+    std::printf("\n%-22s %-28s %10s %9s %11s %11s %9s\n", "method", "parameters", "time ms", "speed-up", "rel Frob",
+                "max abs", "row cos");
+    for (Row& r : rows) {
+        r.speedup = exact_ms / r.ms;
+        std::printf("%-22s %-28s %10.2f %8.1fx %11.2e %11.2e %9.5f\n", r.name.c_str(), r.params.c_str(), r.ms,
+                    r.speedup, r.err.rel_fro, r.err.max_abs, r.err.mean_row_cosine);
+    }
+    std::printf("\nerrors are against exact attention in double; speed-up is over exact-streaming (%.2f ms)\n",
+                exact_ms);
+    if (!cfg.json.empty()) {
+        std::ofstream js(cfg.json);
+        js << "{\n  \"n\": " << cfg.n << ", \"d\": " << cfg.d << ", \"seed\": " << cfg.seed
+           << ", \"threads\": " << threads << ",\n  \"methods\": [\n";
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            const Row& r = rows[i];
+            js << "    {\"name\": \"" << r.name << "\", \"params\": \"" << r.params << "\", \"ms\": " << r.ms
+               << ", \"speedup\": " << r.speedup << ", \"rel_fro\": " << r.err.rel_fro
+               << ", \"max_abs\": " << r.err.max_abs << ", \"mean_row_cosine\": " << r.err.mean_row_cosine << "}"
+               << (i + 1 < rows.size() ? ",\n" : "\n");
+        }
+        js << "  ]\n}\n";
+        if (!js) {
+            std::fprintf(stderr, "compare: could not write %s\n", cfg.json.c_str());
+            return 1;
+        }
+        std::printf("wrote %s\n", cfg.json.c_str());
+    }
+    return 0;
+}

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+/// \file attnx.hpp
+/// Umbrella header: includes every attnx mechanism.
+#ifndef ATTNX_ATTNX_HPP
+#define ATTNX_ATTNX_HPP
+
+#include "attnx/core.hpp"
+#include "attnx/exact.hpp"
+#include "attnx/random.hpp"
+#include "attnx/version.hpp"
+
+#endif  // ATTNX_ATTNX_HPP

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: MIT
+/// \file core.hpp
+/// What every attnx mechanism shares: the matrix and index types, the error type,
+/// the common options, argument validation, and the error metrics of `compare`.
+///
+/// Conventions used throughout attnx:
+///  - rows are tokens: Q is n_q x d, K is n_k x d, V is n_k x d_v, every output n_q x d_v;
+///  - the API is column-major (`attnx::Matrix<Scalar>`); a row-major or expression
+///    argument is evaluated into a column-major temporary once, O(n*d), on entry;
+///  - misuse throws `attnx::invalid_argument` before any work is done; numerical quality
+///    that is not an error (e.g. a pseudoinverse residual) goes into an optional report.
+#ifndef ATTNX_CORE_HPP
+#define ATTNX_CORE_HPP
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "attnx/version.hpp"
+
+namespace attnx {
+
+using Index = Eigen::Index;
+
+/// The dense, column-major matrix every attnx function returns.
+template <typename Scalar>
+using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+/// A column vector.
+template <typename Scalar>
+using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+/// Thrown for misuse: wrong shapes, empty inputs, bad options, non-finite inputs.
+/// The message names the function, the argument, the rule and the values.
+class invalid_argument : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+/// Options every mechanism understands (each mechanism's own options type derives from it).
+struct AttentionOptions {
+    /// s in softmax(s * Q K^T); default 1/sqrt(d). Must be finite and > 0.
+    std::optional<double> scale;
+    /// Causal masking: query i sees key j iff j <= i + (n_k - n_q) (aligned bottom-right,
+    /// as in incremental decoding; with n_q == n_k this is the usual j <= i). Query rows
+    /// that see no key at all (possible when n_q > n_k) get zero output rows.
+    bool causal = false;
+    /// Empty, or one flag per key (length n_k): true = the key is padding and is ignored.
+    /// A query row whose keys are all masked gets a zero output row, never NaN.
+    std::vector<bool> key_padding_mask;
+    /// Reject Q, K, V holding NaN or Inf (an O(n*d) scan). Set false only if the caller
+    /// has validated its inputs already; non-finite inputs then give unspecified output.
+    bool check_finite = true;
+};
+
+/// Error metrics of an approximation against a reference (computed in double).
+struct ErrorMetrics {
+    double rel_fro = 0;          ///< ||A - R||_F / ||R||_F (0 if both are 0, +inf if only R is 0)
+    double max_abs = 0;          ///< max |A_ij - R_ij|
+    double mean_row_cosine = 1;  ///< mean over rows of cos(A_i, R_i); a pair of zero rows counts 1
+};
+
+namespace detail {
+
+/// Builds a message from its parts and throws attnx::invalid_argument.
+template <class... Parts>
+[[noreturn]] void throw_invalid(const Parts&... parts) {
+    std::ostringstream os;
+    os << "attnx::";
+    (os << ... << parts);
+    throw attnx::invalid_argument(os.str());
+}
+
+template <typename Derived>
+std::string shape_of(const Eigen::EigenBase<Derived>& m) {
+    std::ostringstream os;
+    os << m.rows() << "x" << m.cols();
+    return os.str();
+}
+
+template <typename Derived>
+void check_nonempty(const char* fn, const char* name, const Eigen::EigenBase<Derived>& m) {
+    if (m.rows() == 0 || m.cols() == 0)
+        throw_invalid(fn, ": ", name, " is empty (", shape_of(m), "); it needs at least one row and one column");
+}
+
+/// Shapes of Q (n_q x d), K (n_k x d), V (n_k x d_v); looks only at rows and cols.
+template <typename DQ, typename DK, typename DV>
+void check_qkv(const char* fn, const Eigen::EigenBase<DQ>& q, const Eigen::EigenBase<DK>& k,
+               const Eigen::EigenBase<DV>& v) {
+    check_nonempty(fn, "q", q);
+    check_nonempty(fn, "k", k);
+    check_nonempty(fn, "v", v);
+    if (k.cols() != q.cols())
+        throw_invalid(fn, ": k has ", k.cols(), " columns but q has ", q.cols(), " (q is ", shape_of(q),
+                      ", k is ", shape_of(k), "; both need the same head dimension d)");
+    if (v.rows() != k.rows())
+        throw_invalid(fn, ": v has ", v.rows(), " rows but k has ", k.rows(), " (k is ", shape_of(k),
+                      ", v is ", shape_of(v), "; every key needs one value row)");
+}
+
+/// The options of AttentionOptions: scale finite and > 0, mask length n_k.
+inline void check_common_options(const char* fn, const AttentionOptions& o, Index n_k) {
+    if (o.scale && !(std::isfinite(*o.scale) && *o.scale > 0))
+        throw_invalid(fn, ": scale (", *o.scale, ") must be finite and > 0");
+    if (!o.key_padding_mask.empty() && static_cast<Index>(o.key_padding_mask.size()) != n_k)
+        throw_invalid(fn, ": key_padding_mask has length ", o.key_padding_mask.size(),
+                      " but there are n_k = k.rows() = ", n_k, " keys (pass one flag per key, or none)");
+}
+
+/// Throws if m holds NaN or Inf, naming the first offending entry (column-major order).
+template <typename Derived>
+void check_finite(const char* fn, const char* name, const Eigen::MatrixBase<Derived>& m) {
+    if (m.allFinite()) return;
+    for (Index j = 0; j < m.cols(); ++j)
+        for (Index i = 0; i < m.rows(); ++i)
+            if (!std::isfinite(static_cast<double>(m(i, j))))
+                throw_invalid(fn, ": ", name, " (", shape_of(m), ") has a non-finite entry ", name, "(", i, ", ",
+                              j, ") = ", static_cast<double>(m(i, j)),
+                              " (inputs must be finite; set check_finite = false to skip this scan)");
+}
+
+template <typename Scalar>
+Scalar resolve_scale(const AttentionOptions& o, Index d) {
+    if (o.scale) return static_cast<Scalar>(*o.scale);
+    return static_cast<Scalar>(1.0 / std::sqrt(static_cast<double>(d)));
+}
+
+template <typename DA, typename DB>
+void check_same_scalar() {
+    static_assert(std::is_same<typename DA::Scalar, typename DB::Scalar>::value,
+                  "attnx: all matrix arguments must have the same Scalar type");
+    static_assert(std::is_floating_point<typename DA::Scalar>::value,
+                  "attnx: the Scalar type must be float or double");
+}
+
+/// Additive mask description shared by the kernels: which keys a query may see.
+struct MaskSpec {
+    const std::vector<bool>* key_padding = nullptr;  ///< nullptr or length n_k
+    bool causal = false;
+    Index causal_offset = 0;  ///< query i sees keys j <= i + causal_offset
+
+    bool any() const { return causal || key_padding != nullptr; }
+};
+
+inline MaskSpec make_mask(const AttentionOptions& o, Index n_q, Index n_k) {
+    MaskSpec m;
+    if (!o.key_padding_mask.empty()) m.key_padding = &o.key_padding_mask;
+    m.causal = o.causal;
+    m.causal_offset = n_k - n_q;
+    return m;
+}
+
+}  // namespace detail
+
+/// Relative Frobenius error, max abs error and mean row cosine of `approx` against
+/// `reference` (same shape; the Scalar types may differ, e.g. float against a double reference).
+template <typename DA, typename DR>
+ErrorMetrics compare(const Eigen::MatrixBase<DA>& approx, const Eigen::MatrixBase<DR>& reference) {
+    if (approx.rows() != reference.rows() || approx.cols() != reference.cols())
+        detail::throw_invalid("compare: approx is ", detail::shape_of(approx), " but reference is ",
+                              detail::shape_of(reference), " (they must have the same shape)");
+    const Matrix<double> a = approx.template cast<double>();
+    const Matrix<double> r = reference.template cast<double>();
+    ErrorMetrics e;
+    const double diff = (a - r).norm();
+    const double ref = r.norm();
+    if (ref > 0)
+        e.rel_fro = diff / ref;
+    else
+        e.rel_fro = diff > 0 ? std::numeric_limits<double>::infinity() : 0.0;
+    e.max_abs = a.size() == 0 ? 0.0 : (a - r).cwiseAbs().maxCoeff();
+    double cos_sum = 0;
+    for (Index i = 0; i < a.rows(); ++i) {
+        const double na = a.row(i).norm(), nr = r.row(i).norm();
+        if (na == 0 && nr == 0)
+            cos_sum += 1;
+        else if (na > 0 && nr > 0)
+            cos_sum += a.row(i).dot(r.row(i)) / (na * nr);
+    }
+    e.mean_row_cosine = a.rows() > 0 ? cos_sum / static_cast<double>(a.rows()) : 1.0;
+    return e;
+}
+
+}  // namespace attnx
+
+#endif  // ATTNX_CORE_HPP

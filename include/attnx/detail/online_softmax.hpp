@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: MIT
+/// \file detail/online_softmax.hpp
+/// The tiled online-softmax kernel behind every exact-softmax computation in attnx:
+/// the streaming exact kernel, the block-sparse kernel, and the small dense pieces of
+/// Nyström and Linformer. Not API.
+///
+/// For each query tile (rows [i0, i1) of Q) the kernel visits a list of key tiles
+/// (rows [j0, j1) of K and V) and keeps, per query row, the running max m, the running
+/// sum l and the unnormalised accumulator acc (Milakov & Gimelshein, arXiv:1805.02867;
+/// Rabe & Staats, arXiv:2112.05682):
+///     S = s * Q_i K_jᵀ (+ mask),  m' = max(m, rowmax S),  P = exp(S - m'),
+///     l' = exp(m - m') l + rowsum P,  acc' = exp(m - m') acc + P V_j,
+/// and finally out_i = acc / l. Rows that saw no unmasked key (m = -inf) stay zero.
+///
+/// The score tile is stored transposed (keys x queries) so that the per-query max,
+/// exp and sum run down contiguous columns. Each thread allocates its workspace once
+/// per call; the tile loop allocates nothing (tested under EIGEN_RUNTIME_NO_MALLOC).
+///
+/// When there are few query tiles (e.g. Nyström's m landmark queries against all n
+/// keys), each query tile's key list is split into parts that run in parallel and are
+/// merged in a fixed order afterwards. The split depends only on the sizes, never on
+/// the thread count, so results are identical for any number of threads.
+#ifndef ATTNX_DETAIL_ONLINE_SOFTMAX_HPP
+#define ATTNX_DETAIL_ONLINE_SOFTMAX_HPP
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "attnx/core.hpp"
+
+namespace attnx {
+namespace detail {
+
+/// A half-open range of key rows [begin, end).
+struct KeyRange {
+    Index begin = 0;
+    Index end = 0;
+};
+
+/// Sets the masked entries of a transposed score tile st (keys x queries) to `value`:
+/// -inf before the softmax, and 0 again after it (Eigen's vectorised exp clamps its
+/// argument, so exp(-inf) comes out as a denormal near 1e-39 rather than 0).
+/// Key row r of the tile is key j0 + r; query column c is query i0 + c.
+template <typename Scalar, typename Tile>
+void apply_mask_tile(Tile&& st, Index j0, Index i0, const MaskSpec& mask,
+                     Scalar value = -std::numeric_limits<Scalar>::infinity()) {
+    const Scalar neg_inf = value;
+    const Index bk = st.rows(), bq = st.cols();
+    if (mask.key_padding != nullptr) {
+        const std::vector<bool>& pad = *mask.key_padding;
+        for (Index r = 0; r < bk; ++r)
+            if (pad[static_cast<std::size_t>(j0 + r)]) st.row(r).setConstant(neg_inf);
+    }
+    if (mask.causal) {
+        // Query i sees keys j <= i + offset: in column c, rows r >= i0 + c + offset + 1 - j0 are masked.
+        for (Index c = 0; c < bq; ++c) {
+            const Index first_masked = std::max<Index>(0, i0 + c + mask.causal_offset + 1 - j0);
+            if (first_masked < bk) st.col(c).segment(first_masked, bk - first_masked).setConstant(neg_inf);
+        }
+    }
+}
+
+/// True if some entry of the key tile [j0, j1) x query tile [i0, i1) can be masked.
+inline bool tile_needs_mask(const MaskSpec& mask, Index i0, Index j1) {
+    if (mask.key_padding != nullptr) return true;  // cheap enough to apply; rows are skipped fast
+    return mask.causal && j1 - 1 > i0 + mask.causal_offset;
+}
+
+/// Per-thread workspace of the online-softmax kernel, allocated once per call.
+template <typename Scalar>
+struct OnlineWorkspace {
+    Matrix<Scalar> qs;   ///< bq x d: the scaled query tile
+    Matrix<Scalar> st;   ///< bk x bq: transposed scores, then probabilities
+    Matrix<Scalar> acc;  ///< bq x d_v: unnormalised output
+    Vector<Scalar> m, l, alpha;
+
+    OnlineWorkspace(Index bq, Index bk, Index d, Index dv)
+        : qs(bq, d), st(bk, bq), acc(bq, dv), m(bq), l(bq), alpha(bq) {}
+};
+
+/// Runs the key ranges [t_begin, t_end) of query tile [i0, i0 + bq) into ws.m, ws.l, ws.acc
+/// (which this function initialises).
+template <typename Scalar, typename KeyTiles>
+void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                 const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
+                 const KeyTiles& tiles, Index qt, Index i0, Index bq, Index t_begin, Index t_end,
+                 OnlineWorkspace<Scalar>& ws) {
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+    auto qs = ws.qs.topRows(bq);
+    qs.noalias() = q.middleRows(i0, bq) * scale;
+    auto m = ws.m.head(bq);
+    auto l = ws.l.head(bq);
+    auto alpha = ws.alpha.head(bq);
+    auto acc = ws.acc.topRows(bq);
+    m.setConstant(neg_inf);
+    l.setZero();
+    acc.setZero();
+    for (Index t = t_begin; t < t_end; ++t) {
+        const KeyRange kr = tiles.range(qt, t);
+        const Index j0 = kr.begin, bk = kr.end - kr.begin;
+        if (bk <= 0) continue;
+        auto st = ws.st.topLeftCorner(bk, bq);
+        st.noalias() = k.middleRows(j0, bk) * qs.transpose();
+        const bool masked = mask.any() && tile_needs_mask(mask, i0, kr.end);
+        if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
+        bool rescale = false;
+        for (Index c = 0; c < bq; ++c) {
+            auto col = st.col(c);
+            const Scalar m_new = std::max(m(c), col.maxCoeff());
+            if (m_new == neg_inf) {  // nothing visible yet for this query
+                col.setZero();
+                alpha(c) = Scalar(1);
+                continue;
+            }
+            col = (col.array() - m_new).exp();
+            const Scalar a = std::exp(m(c) - m_new);  // 0 when m(c) = -inf
+            alpha(c) = a;
+            rescale = rescale || a != Scalar(1);
+            l(c) = l(c) * a + col.sum();
+            m(c) = m_new;
+        }
+        if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
+        if (rescale) acc.array().colwise() *= alpha.array();
+        acc.noalias() += st.transpose() * v.middleRows(j0, bk);
+    }
+}
+
+/// Writes acc / l into out (zero rows where l == 0).
+template <typename Scalar, typename Out>
+void finish_rows(const OnlineWorkspace<Scalar>& ws, Index bq, Out&& out) {
+    for (Index c = 0; c < bq; ++c) {
+        const Scalar lc = ws.l(c);
+        if (lc > Scalar(0))
+            out.row(c) = ws.acc.row(c) / lc;
+        else
+            out.row(c).setZero();
+    }
+}
+
+/// Exact softmax attention of q against the key tiles that `tiles` lists for each query tile.
+///
+/// KeyTiles provides:  Index count(Index qt) const;  KeyRange range(Index qt, Index t) const;
+/// for query tile qt (rows [qt*bq, min(n_q, (qt+1)*bq))), the t-th key range, t < count(qt).
+/// bk_max bounds the length of every key range.
+template <typename Scalar, typename KeyTiles>
+void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                              const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
+                              Index bq, Index bk_max, const KeyTiles& tiles, Eigen::Ref<Matrix<Scalar>> out) {
+    const Index n_q = q.rows(), d = q.cols(), dv = v.cols();
+    const Index n_qt = (n_q + bq - 1) / bq;
+
+    // Split the key list of each query tile into parts when there are too few query
+    // tiles to keep the threads busy. Depends on the sizes only (determinism).
+    // Only for fewer than 4 query tiles: splitting costs a merge and fresh partial buffers.
+    constexpr Index split_below = 4;
+    constexpr Index target_items = 8;
+    constexpr Index min_tiles_per_part = 4;
+    std::vector<Index> parts(static_cast<std::size_t>(n_qt), 1);
+    std::vector<Index> first_item(static_cast<std::size_t>(n_qt) + 1, 0);
+    bool any_split = false;
+    for (Index qt = 0; qt < n_qt; ++qt) {
+        const Index cnt = tiles.count(qt);
+        Index p = n_qt < split_below ? (target_items + n_qt - 1) / n_qt : 1;
+        p = std::min<Index>(p, std::max<Index>(1, cnt / min_tiles_per_part));
+        parts[static_cast<std::size_t>(qt)] = p;
+        any_split = any_split || p > 1;
+        first_item[static_cast<std::size_t>(qt) + 1] = first_item[static_cast<std::size_t>(qt)] + p;
+    }
+    const Index n_items = first_item.back();
+
+    if (!any_split) {
+        // Always a parallel region, even for one tile: inside a team of several threads Eigen
+        // runs its products single-threaded, instead of spawning (and allocating for) its own.
+#ifdef _OPENMP
+#pragma omp parallel
+#endif
+        {
+            OnlineWorkspace<Scalar> ws(bq, bk_max, d, dv);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (Index qt = 0; qt < n_qt; ++qt) {
+                const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
+                online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, 0, tiles.count(qt), ws);
+                finish_rows(ws, rows, out.middleRows(i0, rows));
+            }
+        }
+        return;
+    }
+
+    // Split path: every item keeps its partial (m, l, acc); merged below in item order.
+    Matrix<Scalar> part_acc(bq * n_items, dv);
+    Matrix<Scalar> part_ml(bq * n_items, 2);
+#ifdef _OPENMP
+#pragma omp parallel
+#endif
+    {
+        OnlineWorkspace<Scalar> ws(bq, bk_max, d, dv);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (Index item = 0; item < n_items; ++item) {
+            Index qt = 0;
+            while (first_item[static_cast<std::size_t>(qt) + 1] <= item) ++qt;
+            const Index p = parts[static_cast<std::size_t>(qt)];
+            const Index part = item - first_item[static_cast<std::size_t>(qt)];
+            const Index cnt = tiles.count(qt);
+            const Index t0 = cnt * part / p, t1 = cnt * (part + 1) / p;
+            const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
+            online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, t0, t1, ws);
+            part_acc.middleRows(item * bq, rows) = ws.acc.topRows(rows);
+            part_ml.block(item * bq, 0, rows, 1) = ws.m.head(rows);
+            part_ml.block(item * bq, 1, rows, 1) = ws.l.head(rows);
+        }
+    }
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (Index qt = 0; qt < n_qt; ++qt) {
+        const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
+        const Index f = first_item[static_cast<std::size_t>(qt)], p = parts[static_cast<std::size_t>(qt)];
+        for (Index c = 0; c < rows; ++c) {
+            Scalar mx = neg_inf;
+            for (Index s = 0; s < p; ++s) mx = std::max(mx, part_ml((f + s) * bq + c, 0));
+            auto row = out.row(i0 + c);
+            row.setZero();
+            if (mx == neg_inf) continue;
+            Scalar l = 0;
+            for (Index s = 0; s < p; ++s) {
+                const Scalar ms = part_ml((f + s) * bq + c, 0);
+                if (ms == neg_inf) continue;
+                const Scalar w = std::exp(ms - mx);
+                l += w * part_ml((f + s) * bq + c, 1);
+                row += w * part_acc.row((f + s) * bq + c);
+            }
+            row /= l;
+        }
+    }
+}
+
+/// Key tiles of dense (optionally causal) attention: [0, n_k) in tiles of bk rows; with
+/// causal masking, tiles wholly past the last key any row of the query tile sees are skipped.
+struct DenseKeyTiles {
+    Index n_q = 0, n_k = 0, bq = 0, bk = 0;
+    bool causal = false;
+    Index causal_offset = 0;
+
+    Index count(Index qt) const {
+        Index visible = n_k;
+        if (causal) {
+            const Index last_row = std::min(n_q, (qt + 1) * bq) - 1;
+            visible = std::min<Index>(n_k, std::max<Index>(0, last_row + causal_offset + 1));
+        }
+        return (visible + bk - 1) / bk;
+    }
+    KeyRange range(Index /*qt*/, Index t) const { return {t * bk, std::min(n_k, (t + 1) * bk)}; }
+};
+
+/// Exact softmax attention over all keys (with the mask), by the online-softmax kernel.
+template <typename Scalar>
+void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                            const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
+                            Index bq, Index bk, Eigen::Ref<Matrix<Scalar>> out) {
+    DenseKeyTiles tiles;
+    tiles.n_q = q.rows();
+    tiles.n_k = k.rows();
+    tiles.bq = bq;
+    tiles.bk = bk;
+    tiles.causal = mask.causal;
+    tiles.causal_offset = mask.causal_offset;
+    online_softmax_attention<Scalar>(q, k, v, scale, mask, bq, std::min(bk, k.rows()), tiles, out);
+}
+
+/// In place: each column of st becomes softmax of that column; all -inf columns become 0.
+/// Entries that were -inf come out as 0 up to Eigen's clamped exp (below 1e-38 relative).
+template <typename Scalar>
+void softmax_columns(Eigen::Ref<Matrix<Scalar>> st) {
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (st.size() > 65536)
+#endif
+    for (Index c = 0; c < st.cols(); ++c) {
+        auto col = st.col(c);
+        const Scalar mx = col.maxCoeff();
+        if (mx == neg_inf) {
+            col.setZero();
+            continue;
+        }
+        col = (col.array() - mx).exp();
+        col /= col.sum();
+    }
+}
+
+}  // namespace detail
+}  // namespace attnx
+
+#endif  // ATTNX_DETAIL_ONLINE_SOFTMAX_HPP

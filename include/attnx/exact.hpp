@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+/// \file exact.hpp
+/// Exact softmax attention (Vaswani et al. 2017, arXiv:1706.03762v7, Eq. (1)):
+///     out = softmax(s · Q Kᵀ + M) V,   s = 1/sqrt(d) by default,
+/// where M is 0 for visible and -inf for masked (causal / padding) entries and the
+/// softmax runs along each row (over keys).
+///
+/// Two kernels, selected by ExactOptions::kernel:
+///  - ExactKernel::Streaming (default): the online softmax over key tiles
+///    (Milakov & Gimelshein, arXiv:1805.02867; Rabe & Staats, arXiv:2112.05682).
+///    Never stores the n_q x n_k scores: extra memory O(threads · tile · (tile + d + d_v)).
+///    Query tiles run in parallel (OpenMP, if compiled with it); the result does not
+///    depend on the number of threads.
+///  - ExactKernel::Materialized: forms the n_q x n_k probability matrix — the reference.
+/// Both subtract the running (row) maximum before exp, so logits of ±1e4 are fine.
+///
+/// A query row whose keys are all masked returns a zero row (never NaN).
+/// Causal with n_q != n_k is aligned bottom-right: query i sees keys j <= i + n_k - n_q.
+#ifndef ATTNX_EXACT_HPP
+#define ATTNX_EXACT_HPP
+
+#include <Eigen/Core>
+
+#include "attnx/core.hpp"
+#include "attnx/detail/online_softmax.hpp"
+
+namespace attnx {
+
+/// Which kernel computes exact attention.
+enum class ExactKernel {
+    Streaming,     ///< online softmax over key tiles; O((n_q + n_k) d) memory (default)
+    Materialized,  ///< forms the n_q x n_k probabilities; the reference
+};
+
+/// Options of exact_attention: the common options plus the kernel choice.
+struct ExactOptions : AttentionOptions {
+    ExactKernel kernel = ExactKernel::Streaming;
+    Index query_tile = 128;  ///< rows of Q per tile of the streaming kernel (>= 1)
+    Index key_tile = 128;    ///< rows of K per tile of the streaming kernel (>= 1)
+
+    ExactOptions() = default;
+    /// Implicit from the common options, so exact_attention(q, k, v, AttentionOptions{...}) works.
+    ExactOptions(const AttentionOptions& common) : AttentionOptions(common) {}  // NOLINT(google-explicit-constructor)
+};
+
+namespace detail {
+
+template <typename Scalar>
+void materialized_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                            Scalar scale, const MaskSpec& mask, Matrix<Scalar>& pt) {
+    // pt = probabilities transposed (n_k x n_q): each column is one query's softmax.
+    pt.noalias() = k * q.transpose();
+    pt *= scale;
+    if (mask.any()) apply_mask_tile<Scalar>(pt, 0, 0, mask);
+    softmax_columns<Scalar>(pt);
+    if (mask.any()) apply_mask_tile<Scalar>(pt, 0, 0, mask, Scalar(0));
+}
+
+template <typename Scalar>
+void exact_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                const Eigen::Ref<const Matrix<Scalar>>& v, const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    const Scalar scale = resolve_scale<Scalar>(o, q.cols());
+    const MaskSpec mask = make_mask(o, q.rows(), k.rows());
+    if (o.kernel == ExactKernel::Materialized) {
+        Matrix<Scalar> pt(k.rows(), q.rows());
+        materialized_attention<Scalar>(q, k, scale, mask, pt);
+        out.noalias() = pt.transpose() * v;
+    } else {
+        dense_online_attention<Scalar>(q, k, v, scale, mask, o.query_tile, o.key_tile, out);
+    }
+}
+
+inline void check_exact_options(const char* fn, const ExactOptions& o, Index n_k) {
+    check_common_options(fn, o, n_k);
+    if (o.query_tile < 1) throw_invalid(fn, ": query_tile (", o.query_tile, ") must be >= 1");
+    if (o.key_tile < 1) throw_invalid(fn, ": key_tile (", o.key_tile, ") must be >= 1");
+}
+
+template <typename DQ, typename DK, typename DV>
+void check_exact_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                      const Eigen::MatrixBase<DV>& v, const ExactOptions& o) {
+    check_same_scalar<DQ, DK>();
+    check_same_scalar<DQ, DV>();
+    check_qkv(fn, q, k, v);
+    check_exact_options(fn, o, k.rows());
+}
+
+template <typename Scalar>
+void check_finite_qkv(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                      const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    if (!o.check_finite) return;
+    check_finite(fn, "q", q);
+    check_finite(fn, "k", k);
+    check_finite(fn, "v", v);
+}
+
+}  // namespace detail
+
+/// softmax(s · Q Kᵀ + mask) V into a caller-provided n_q x d_v buffer (reuse across calls).
+template <typename DQ, typename DK, typename DV>
+void exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                     Eigen::Ref<Matrix<typename DQ::Scalar>> out, const ExactOptions& options = {}) {
+    using Scalar = typename DQ::Scalar;
+    constexpr const char* fn = "exact_attention";
+    detail::check_exact_call(fn, q, k, v, options);
+    if (out.rows() != q.rows() || out.cols() != v.cols())
+        detail::throw_invalid(fn, ": out is ", detail::shape_of(out), " but must be n_q x d_v = ", q.rows(), "x",
+                              v.cols());
+    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
+    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    detail::exact_impl<Scalar>(qr, kr, vr, options, out);
+}
+
+/// softmax(s · Q Kᵀ + mask) V. Q is n_q x d, K is n_k x d, V is n_k x d_v; returns n_q x d_v.
+template <typename DQ, typename DK, typename DV>
+Matrix<typename DQ::Scalar> exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                            const Eigen::MatrixBase<DV>& v, const ExactOptions& options = {}) {
+    using Scalar = typename DQ::Scalar;
+    constexpr const char* fn = "exact_attention";
+    detail::check_exact_call(fn, q, k, v, options);
+    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
+    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    Matrix<Scalar> out(q.rows(), v.cols());
+    detail::exact_impl<Scalar>(qr, kr, vr, options, out);
+    return out;
+}
+
+/// The n_q x n_k matrix of attention probabilities softmax(s · Q Kᵀ + mask), for analysis
+/// at small n (it is O(n_q · n_k) memory). Fully masked rows are zero.
+template <typename DQ, typename DK>
+Matrix<typename DQ::Scalar> attention_matrix(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                             const AttentionOptions& options = {}) {
+    using Scalar = typename DQ::Scalar;
+    constexpr const char* fn = "attention_matrix";
+    detail::check_same_scalar<DQ, DK>();
+    detail::check_nonempty(fn, "q", q);
+    detail::check_nonempty(fn, "k", k);
+    if (k.cols() != q.cols())
+        detail::throw_invalid(fn, ": k has ", k.cols(), " columns but q has ", q.cols(), " (q is ",
+                              detail::shape_of(q), ", k is ", detail::shape_of(k), ")");
+    detail::check_common_options(fn, options, k.rows());
+    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k);
+    if (options.check_finite) {
+        detail::check_finite(fn, "q", qr);
+        detail::check_finite(fn, "k", kr);
+    }
+    Matrix<Scalar> pt(kr.rows(), qr.rows());
+    detail::materialized_attention<Scalar>(qr, kr, detail::resolve_scale<Scalar>(options, qr.cols()),
+                                           detail::make_mask(options, qr.rows(), kr.rows()), pt);
+    return pt.transpose();
+}
+
+}  // namespace attnx
+
+#endif  // ATTNX_EXACT_HPP

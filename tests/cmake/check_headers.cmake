@@ -1,0 +1,32 @@
+# Compiles each public header alone (included twice: include guards) and instantiate_all.cpp
+# with -Werror, for C++17/C++20, with and without -fopenmp. Run with cmake -P.
+separate_arguments(HEADERS)
+file(MAKE_DIRECTORY "${WORK_DIR}")
+set(_sources "")
+foreach(h ${HEADERS})
+  string(MAKE_C_IDENTIFIER "${h}" _id)
+  set(_src "${WORK_DIR}/${_id}.cpp")
+  file(WRITE "${_src}" "#include <${h}>\n#include <${h}>\nint main() { return 0; }\n")
+  list(APPEND _sources "${_src}")
+endforeach()
+list(APPEND _sources "${INSTANTIATE}")
+set(_failed 0)
+foreach(std 17 20)
+  foreach(omp "" "-fopenmp")
+    foreach(src ${_sources})
+      execute_process(
+        COMMAND "${CXX}" -std=c++${std} ${omp} -Wall -Wextra -Wpedantic -Werror -O1
+                -I "${INCLUDE_DIR}" -isystem "${EIGEN_DIR}" -c "${src}" -o "${WORK_DIR}/out.o"
+        RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+      if(NOT rc EQUAL 0)
+        message(SEND_ERROR "FAILED: ${CXX} -std=c++${std} ${omp} ${src}\n${out}${err}")
+        math(EXPR _failed "${_failed} + 1")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+if(_failed GREATER 0)
+  message(FATAL_ERROR "${_failed} header compilations failed")
+endif()
+list(LENGTH _sources _n)
+message(STATUS "header hygiene: ${_n} translation units x 4 configurations compiled cleanly with ${CXX}")
