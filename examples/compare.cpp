@@ -42,7 +42,7 @@ struct Method {
 };
 
 /// Every mechanism of the library, as rows of the table.
-std::vector<Method> all_methods(const Config& /*cfg*/) {
+std::vector<Method> all_methods(const Config& cfg) {
     std::vector<Method> m;
     m.push_back({"exact-streaming", "tile 128x128", [](const Mat& q, const Mat& k, const Mat& v) {
                      return attnx::exact_attention(q, k, v);
@@ -52,6 +52,15 @@ std::vector<Method> all_methods(const Config& /*cfg*/) {
                      o.kernel = attnx::ExactKernel::Materialized;
                      return attnx::exact_attention(q, k, v, o);
                  }});
+    for (Index landmarks : {32, 64, 128}) {
+        if (landmarks > cfg.n) continue;
+        m.push_back({"nystrom-" + std::to_string(landmarks), "m = " + std::to_string(landmarks) + ", 6 pinv iterations",
+                     [landmarks](const Mat& q, const Mat& k, const Mat& v) {
+                         attnx::NystromOptions o;
+                         o.num_landmarks = landmarks;
+                         return attnx::nystrom_attention(q, k, v, o);
+                     }});
+    }
     return m;
 }
 

@@ -6,6 +6,7 @@
 
 #include "attnx/core.hpp"
 #include "attnx/exact.hpp"
+#include "attnx/nystrom.hpp"
 #include "attnx/random.hpp"
 #include "attnx/version.hpp"
 

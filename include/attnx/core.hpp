@@ -26,6 +26,10 @@
 
 #include "attnx/version.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace attnx {
 
 using Index = Eigen::Index;
@@ -116,16 +120,40 @@ inline void check_common_options(const char* fn, const AttentionOptions& o, Inde
                       " but there are n_k = k.rows() = ", n_k, " keys (pass one flag per key, or none)");
 }
 
+/// True if every entry is finite: x * 0 is 0 for finite x and NaN for NaN or ±Inf, and a NaN
+/// survives the (vectorised) sum. One pass over memory; columns in parallel when large.
+/// (Not valid under -ffast-math, which attnx does not support.)
+template <typename Derived>
+bool all_finite(const Eigen::MatrixBase<Derived>& m) {
+    using Scalar = typename Derived::Scalar;
+    bool ok = true;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (m.size() > (Index(1) << 18))
+#endif
+    for (Index j = 0; j < m.cols(); ++j) ok = ok && (m.col(j).array() * Scalar(0)).sum() == Scalar(0);
+    return ok;
+}
+
 /// Throws if m holds NaN or Inf, naming the first offending entry (column-major order).
 template <typename Derived>
 void check_finite(const char* fn, const char* name, const Eigen::MatrixBase<Derived>& m) {
-    if (m.allFinite()) return;
+    if (all_finite(m)) return;
     for (Index j = 0; j < m.cols(); ++j)
         for (Index i = 0; i < m.rows(); ++i)
             if (!std::isfinite(static_cast<double>(m(i, j))))
                 throw_invalid(fn, ": ", name, " (", shape_of(m), ") has a non-finite entry ", name, "(", i, ", ",
                               j, ") = ", static_cast<double>(m(i, j)),
                               " (inputs must be finite; set check_finite = false to skip this scan)");
+}
+
+/// The NaN/Inf scan of Q, K and V that every entry point runs unless options.check_finite is off.
+template <typename Scalar>
+void check_finite_qkv(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                      const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    if (!o.check_finite) return;
+    check_finite(fn, "q", q);
+    check_finite(fn, "k", k);
+    check_finite(fn, "v", v);
 }
 
 template <typename Scalar>
@@ -140,6 +168,25 @@ void check_same_scalar() {
                   "attnx: all matrix arguments must have the same Scalar type");
     static_assert(std::is_floating_point<typename DA::Scalar>::value,
                   "attnx: the Scalar type must be float or double");
+}
+
+/// Runs f so that the Eigen products inside it are single-threaded: within a team of several
+/// OpenMP threads Eigen does not parallelise, so f runs on one thread of a two-thread team.
+/// For the small (m x m) products of a call, where Eigen's own threading costs more than it
+/// gains. Without OpenMP, or inside a parallel region already, f just runs.
+template <typename F>
+void with_serial_products(F&& f) {
+#ifdef _OPENMP
+    if (!omp_in_parallel() && omp_get_max_threads() > 1) {
+#pragma omp parallel num_threads(2)
+        {
+#pragma omp single
+            f();
+        }
+        return;
+    }
+#endif
+    f();
 }
 
 /// Additive mask description shared by the kernels: which keys a query may see.

@@ -85,15 +85,6 @@ void check_exact_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eige
     check_exact_options(fn, o, k.rows());
 }
 
-template <typename Scalar>
-void check_finite_qkv(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
-                      const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
-    if (!o.check_finite) return;
-    check_finite(fn, "q", q);
-    check_finite(fn, "k", k);
-    check_finite(fn, "v", v);
-}
-
 }  // namespace detail
 
 /// softmax(s · Q Kᵀ + mask) V into a caller-provided n_q x d_v buffer (reuse across calls).

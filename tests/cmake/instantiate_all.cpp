@@ -15,6 +15,17 @@ Scalar instantiate() {
     acc += attnx::exact_attention(q, k, v, eo).sum();
     acc += attnx::attention_matrix(q, k).sum();
     acc += static_cast<Scalar>(attnx::compare(q, k).rel_fro);
+    attnx::NystromOptions no;
+    no.num_landmarks = 8;
+    no.conv_kernel = {0.25, 0.5, 0.25};
+    no.key_padding_mask.assign(64, false);
+    no.query_padding_mask.assign(64, false);
+    attnx::NystromReport report;
+    acc += attnx::nystrom_attention(q, k, v, no, &report).sum();
+    no.pinv = attnx::PinvMethod::Exact;
+    attnx::Matrix<Scalar> out(64, 8);
+    attnx::nystrom_attention(q, k, v, out, no);
+    acc += out.sum() + static_cast<Scalar>(report.pinv_residual);
     return acc;
 }
 

@@ -130,16 +130,13 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
     }
 }
 
-/// Writes acc / l into out (zero rows where l == 0).
+/// Writes acc / l into out (zero rows where l == 0). Column by column: out is column-major,
+/// so writing it row by row would stride across pages (8192 rows = 32 KiB apart in float).
 template <typename Scalar, typename Out>
-void finish_rows(const OnlineWorkspace<Scalar>& ws, Index bq, Out&& out) {
-    for (Index c = 0; c < bq; ++c) {
-        const Scalar lc = ws.l(c);
-        if (lc > Scalar(0))
-            out.row(c) = ws.acc.row(c) / lc;
-        else
-            out.row(c).setZero();
-    }
+void finish_rows(OnlineWorkspace<Scalar>& ws, Index bq, Out&& out) {
+    auto inv_l = ws.alpha.head(bq);  // alpha is free once the tile loop is done
+    for (Index c = 0; c < bq; ++c) inv_l(c) = ws.l(c) > Scalar(0) ? Scalar(1) / ws.l(c) : Scalar(0);
+    out = ws.acc.topRows(bq).array().colwise() * inv_l.array();
 }
 
 /// Exact softmax attention of q against the key tiles that `tiles` lists for each query tile.
