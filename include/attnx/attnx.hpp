@@ -4,8 +4,10 @@
 #ifndef ATTNX_ATTNX_HPP
 #define ATTNX_ATTNX_HPP
 
+#include "attnx/bigbird.hpp"
 #include "attnx/core.hpp"
 #include "attnx/exact.hpp"
+#include "attnx/linformer.hpp"
 #include "attnx/nystrom.hpp"
 #include "attnx/random.hpp"
 #include "attnx/version.hpp"

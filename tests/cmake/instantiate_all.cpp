@@ -26,6 +26,33 @@ Scalar instantiate() {
     attnx::Matrix<Scalar> out(64, 8);
     attnx::nystrom_attention(q, k, v, out, no);
     acc += out.sum() + static_cast<Scalar>(report.pinv_residual);
+    const auto lp = attnx::LinformerProjection<Scalar>::gaussian(8, 64, 1);
+    const auto lp_kv = attnx::LinformerProjection<Scalar>::gaussian(8, 80, 1, attnx::LinformerSharing::KeyValue);
+    attnx::AttentionOptions lo;
+    lo.key_padding_mask.assign(64, false);
+    acc += attnx::linformer_attention(q, k, v, lp, lo).sum();
+    acc += attnx::linformer_attention(q, k, v, lp.e(), lp.f(), lo).sum();
+    attnx::Matrix<Scalar> lout(64, 8);
+    attnx::linformer_attention(q, k, v, lp_kv, lout, lo);
+    acc += lout.sum();
+    attnx::linformer_attention(q, k, v, lp.e(), lp.e(), lout);
+    acc += lout.sum();
+    acc += attnx::linformer_attention(q, k, v, attnx::LinformerProjection<Scalar>::from_matrices(lp.e(), lp.f())).sum();
+    acc += attnx::linformer_attention(q, k, v, attnx::LinformerProjection<Scalar>::from_matrix(lp.e())).sum();
+    acc += attnx::linformer_attention(q, k, v, attnx::LinformerProjection<Scalar>::identity(64)).sum();
+    attnx::BigBirdOptions bo;
+    bo.block = 16;
+    const attnx::BlockLayout bl = attnx::BlockLayout::bigbird(64, bo);
+    attnx::AttentionOptions bso;
+    bso.causal = true;
+    bso.key_padding_mask.assign(64, false);
+    acc += attnx::block_sparse_attention(q, k, v, bl, bso).sum();
+    attnx::Matrix<Scalar> bout(64, 8);
+    attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::longformer(64, 16, 3, 8), bout);
+    acc += bout.sum() + attnx::bigbird_attention(q, k, v, bo, bso).sum();
+    acc += attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::dense(64, 16)).sum();
+    acc += attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::from_block_mask(bl.to_block_mask(), 16)).sum();
+    acc += static_cast<Scalar>(bl.density() + static_cast<double>(bl.to_dense_mask().count()));
     return acc;
 }
 

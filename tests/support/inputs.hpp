@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "npy.hpp"
+#include "../../examples/npy.hpp"
 
 namespace testing_support {
 
