@@ -61,6 +61,26 @@ std::vector<Method> all_methods(const Config& cfg) {
                          return attnx::nystrom_attention(q, k, v, o);
                      }});
     }
+    for (Index rank : {64, 128, 256}) {
+        if (rank > cfg.n) continue;
+        // The projection is a model parameter: drawn once here (fixed seed), not in the timing.
+        const auto proj = attnx::LinformerProjection<float>::gaussian(rank, cfg.n, /*seed=*/1);
+        m.push_back({"linformer-" + std::to_string(rank), "k = " + std::to_string(rank) + ", Gaussian E, F",
+                     [proj](const Mat& q, const Mat& k, const Mat& v) {
+                         return attnx::linformer_attention(q, k, v, proj);
+                     }});
+    }
+    m.push_back({"bigbird", "b 64, w 3, g 2, r 3 (blocks)", [](const Mat& q, const Mat& k, const Mat& v) {
+                     return attnx::bigbird_attention(q, k, v, attnx::BigBirdOptions{});
+                 }});
+    {
+        // The layout depends on n only: built once here, like a model's fixed pattern.
+        const attnx::BlockLayout longformer = attnx::BlockLayout::longformer(cfg.n, 64, 3, 64);
+        m.push_back({"longformer", "b 64, w 3 blocks, 64 global",
+                     [longformer](const Mat& q, const Mat& k, const Mat& v) {
+                         return attnx::block_sparse_attention(q, k, v, longformer);
+                     }});
+    }
     return m;
 }
 
