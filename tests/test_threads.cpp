@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+// Thread safety and thread-count independence of every entry point:
+//  - 8 std::threads, released together, call every entry point at once on shared const inputs,
+//    for several rounds; every result must be bit-identical (==) to a serial call made before;
+//  - with OpenMP, the results with 1, 2 and 3 OpenMP threads agree: bit for bit where attnx
+//    documents it (streaming exact, block-sparse, Linformer, the layout and projection builders)
+//    and within a stated rounding tolerance everywhere.
+#include <attnx/bigbird.hpp>
+#include <attnx/exact.hpp>
+#include <attnx/linformer.hpp>
+#include <attnx/nystrom.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "support/inputs.hpp"
+
+using attnx::AttentionOptions;
+using attnx::BigBirdOptions;
+using attnx::BlockLayout;
+using attnx::ExactKernel;
+using attnx::ExactOptions;
+using attnx::Index;
+using attnx::Matrix;
+using testing_support::random_qkv;
+
+namespace {
+
+/// Every result as double matrices: a float converts to double exactly, so == on the doubles
+/// is == on the floats. Index vectors (a layout's CSR arrays) become one-column matrices.
+using Results = std::vector<Eigen::MatrixXd>;
+
+template <typename Scalar>
+Eigen::MatrixXd as_double(const Matrix<Scalar>& m) {
+    return m.template cast<double>();
+}
+
+Eigen::MatrixXd as_double(const std::vector<Index>& v) {
+    Eigen::MatrixXd m(static_cast<Index>(v.size()), 1);
+    for (std::size_t i = 0; i < v.size(); ++i) m(static_cast<Index>(i), 0) = static_cast<double>(v[i]);
+    return m;
+}
+
+struct Job {
+    std::string name;
+    bool thread_count_bit_identical;  ///< documented: the same bits for any OpenMP thread count
+    std::function<Results()> run;
+};
+
+/// Shared const inputs, n ~ 256..512, d = 32, and one job per entry point.
+class Workload {
+public:
+    static constexpr Index n = 384, d = 32;
+
+    Workload()
+        : self_(random_qkv<float>(n, n, d, d, 2024)),
+          cross_(random_qkv<float>(320, 448, d, 24, 2025)),
+          few_(random_qkv<float>(5, 2000, d, d, 2026)),
+          selfd_(random_qkv<double>(n, n, d, d, 2027)),
+          proj_(attnx::LinformerProjection<float>::gaussian(64, 512, 9)),
+          e_(proj_.e().leftCols(n)),
+          f_(proj_.f().leftCols(n)) {
+        pad_.assign(static_cast<std::size_t>(n), false);
+        for (Index j = 3; j < n; j += 7) pad_[static_cast<std::size_t>(j)] = true;
+        cross_pad_.assign(448, false);
+        for (Index j = 0; j < 448; j += 5) cross_pad_[static_cast<std::size_t>(j)] = true;
+        bigbird_.block = 32;
+        bigbird_.seed = 17;
+        layout_ = BlockLayout::bigbird(n, bigbird_);
+        build_jobs();
+    }
+
+    const std::vector<Job>& jobs() const { return jobs_; }
+
+private:
+    void build_jobs() {
+        // Exact: streaming (causal + padding, cross-attention), the split-key path (5 queries),
+        // materialized, the out-buffer overload, and attention_matrix; double as well.
+        jobs_.push_back({"exact streaming (cross, causal, padding)", true, [this] {
+                             ExactOptions o;
+                             o.causal = true;
+                             o.key_padding_mask = cross_pad_;
+                             return Results{as_double(attnx::exact_attention(cross_.q, cross_.k, cross_.v, o))};
+                         }});
+        jobs_.push_back({"exact streaming (5 queries: split-key path)", true, [this] {
+                             return Results{as_double(attnx::exact_attention(few_.q, few_.k, few_.v))};
+                         }});
+        jobs_.push_back({"exact streaming double (out buffer)", true, [this] {
+                             Matrix<double> out(n, d);
+                             ExactOptions o;
+                             o.key_padding_mask = pad_;
+                             attnx::exact_attention(selfd_.q, selfd_.k, selfd_.v, out, o);
+                             return Results{out};
+                         }});
+        jobs_.push_back({"exact materialized (causal)", false, [this] {
+                             ExactOptions o;
+                             o.kernel = ExactKernel::Materialized;
+                             o.causal = true;
+                             return Results{as_double(attnx::exact_attention(self_.q, self_.k, self_.v, o))};
+                         }});
+        jobs_.push_back({"attention_matrix (padding)", false, [this] {
+                             AttentionOptions o;
+                             o.key_padding_mask = pad_;
+                             return Results{as_double(attnx::attention_matrix(self_.q, self_.k, o))};
+                         }});
+        // Nyström with the report (iterative and exact pinv, padding, conv skip).
+        jobs_.push_back({"nystrom_attention + report (iterative, padding, conv)", false, [this] {
+                             attnx::NystromOptions o;
+                             o.num_landmarks = 32;
+                             o.key_padding_mask = pad_;
+                             o.query_padding_mask = pad_;
+                             o.conv_kernel = {0.25, 0.5, 0.25};
+                             attnx::NystromReport rep;
+                             const Matrix<float> out = attnx::nystrom_attention(self_.q, self_.k, self_.v, o, &rep);
+                             Eigen::MatrixXd diag(1, 4);
+                             diag << rep.pinv_residual, rep.pinv_residual_aza, rep.max_column_sum,
+                                 static_cast<double>(rep.num_landmarks);
+                             return Results{as_double(out), diag};
+                         }});
+        jobs_.push_back({"nystrom_attention + report (exact pinv, cross)", false, [this] {
+                             attnx::NystromOptions o;
+                             o.num_landmarks = 24;
+                             o.pinv = attnx::PinvMethod::Exact;
+                             attnx::NystromReport rep;
+                             const Matrix<float> out = attnx::nystrom_attention(cross_.q, cross_.k, cross_.v, o, &rep);
+                             Eigen::MatrixXd diag(1, 2);
+                             diag << rep.pinv_residual, rep.pinv_residual_aza;
+                             return Results{as_double(out), diag};
+                         }});
+        // Linformer: both overloads (the raw one with padding), and the projection builder.
+        jobs_.push_back({"linformer_attention (projection)", true, [this] {
+                             return Results{as_double(attnx::linformer_attention(self_.q, self_.k, self_.v, proj_))};
+                         }});
+        jobs_.push_back({"linformer_attention (raw E, F, padding)", true, [this] {
+                             AttentionOptions o;
+                             o.key_padding_mask = pad_;
+                             return Results{as_double(attnx::linformer_attention(self_.q, self_.k, self_.v, e_, f_, o))};
+                         }});
+        jobs_.push_back({"LinformerProjection::gaussian", true, [] {
+                             // 64 x 1100: above the 65536 entries where the draw runs in parallel.
+                             const auto p = attnx::LinformerProjection<float>::gaussian(64, 1100, 33);
+                             return Results{as_double(p.e()), as_double(p.f())};
+                         }});
+        // Block-sparse: a shared layout, bigbird_attention (builds its own), and the builder.
+        jobs_.push_back({"block_sparse_attention (bigbird layout, causal, padding)", true, [this] {
+                             AttentionOptions o;
+                             o.causal = true;
+                             o.key_padding_mask = pad_;
+                             return Results{as_double(attnx::block_sparse_attention(self_.q, self_.k, self_.v, layout_, o))};
+                         }});
+        jobs_.push_back({"bigbird_attention", true, [this] {
+                             return Results{as_double(attnx::bigbird_attention(self_.q, self_.k, self_.v, bigbird_))};
+                         }});
+        jobs_.push_back({"BlockLayout::bigbird", true, [this] {
+                             const BlockLayout l = BlockLayout::bigbird(4096, bigbird_);
+                             return Results{as_double(l.row_ptr()), as_double(l.col_idx())};
+                         }});
+    }
+
+    const testing_support::Qkv<float> self_, cross_, few_;
+    const testing_support::Qkv<double> selfd_;
+    const attnx::LinformerProjection<float> proj_;
+    const Matrix<float> e_, f_;
+    std::vector<bool> pad_, cross_pad_;
+    BigBirdOptions bigbird_;
+    BlockLayout layout_;
+    std::vector<Job> jobs_;
+};
+
+/// Releases waiting threads together once `count` of them have arrived (one use).
+class StartGate {
+public:
+    explicit StartGate(int count) : waiting_(count) {}
+    void arrive_and_wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (--waiting_ == 0) {
+            open_ = true;
+            cv_.notify_all();
+            return;
+        }
+        cv_.wait(lock, [this] { return open_; });
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int waiting_;
+    bool open_ = false;
+};
+
+::testing::AssertionResult identical(const Results& got, const Results& want) {
+    if (got.size() != want.size())
+        return ::testing::AssertionFailure() << got.size() << " results instead of " << want.size();
+    for (std::size_t r = 0; r < got.size(); ++r) {
+        if (got[r].rows() != want[r].rows() || got[r].cols() != want[r].cols())
+            return ::testing::AssertionFailure() << "result " << r << " is " << got[r].rows() << "x" << got[r].cols()
+                                                 << " instead of " << want[r].rows() << "x" << want[r].cols();
+        if (!(got[r] == want[r]))
+            return ::testing::AssertionFailure() << "result " << r << " differs: max_abs "
+                                                 << attnx::compare(got[r], want[r]).max_abs;
+    }
+    return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+TEST(Threads, ConcurrentCallsOnSharedInputsEqualTheSerialResult) {
+    const Workload w;
+    const std::vector<Job>& jobs = w.jobs();
+    const std::size_t n_jobs = jobs.size();
+    std::vector<Results> serial;
+    for (const Job& job : jobs) serial.push_back(job.run());
+
+    constexpr int n_threads = 8, rounds = 3;
+    int compared = 0;
+    for (int round = 0; round < rounds; ++round) {
+        std::vector<std::vector<Results>> got(n_threads, std::vector<Results>(n_jobs));
+        std::vector<std::string> errors(n_threads);
+        StartGate gate(n_threads);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < n_threads; ++t)
+            threads.emplace_back([&, t] {
+                gate.arrive_and_wait();
+                try {
+                    // Each thread starts at a different entry point, so different ones overlap.
+                    for (std::size_t i = 0; i < n_jobs; ++i) {
+                        const std::size_t j = (i + static_cast<std::size_t>(t + round)) % n_jobs;
+                        got[static_cast<std::size_t>(t)][j] = jobs[j].run();
+                    }
+                } catch (const std::exception& e) {
+                    errors[static_cast<std::size_t>(t)] = e.what();
+                }
+            });
+        for (std::thread& th : threads) th.join();
+        for (int t = 0; t < n_threads; ++t) {
+            EXPECT_EQ(errors[static_cast<std::size_t>(t)], "") << "thread " << t << " round " << round;
+            for (std::size_t j = 0; j < n_jobs; ++j) {
+                EXPECT_TRUE(identical(got[static_cast<std::size_t>(t)][j], serial[j]))
+                    << jobs[j].name << ": thread " << t << " round " << round;
+                ++compared;
+            }
+        }
+    }
+    EXPECT_EQ(compared, n_threads * rounds * static_cast<int>(n_jobs));
+    std::printf("[threads] %d std::threads x %d rounds x %zu entry points: %d results compared bit for bit\n",
+                n_threads, rounds, n_jobs, compared);
+}
+
+TEST(Threads, ResultsDoNotDependOnTheOpenMPThreadCount) {
+#ifdef _OPENMP
+    const Workload w;
+    const std::vector<Job>& jobs = w.jobs();
+    const int saved = omp_get_max_threads();
+    std::vector<std::vector<Results>> by_count;
+    const int counts[] = {1, 2, 3};
+    for (int threads : counts) {
+        omp_set_num_threads(threads);
+        std::vector<Results> r;
+        for (const Job& job : jobs) r.push_back(job.run());
+        by_count.push_back(std::move(r));
+    }
+    omp_set_num_threads(saved);
+    ASSERT_EQ(omp_get_max_threads(), saved);
+
+    // Tolerance where bit-identity is not documented (the materialized kernel, attention_matrix and
+    // Nyström call Eigen products outside an OpenMP team, whose blocking may depend on the thread
+    // count): the same float operations summed in another order differ by a few eps per sum;
+    // relative to the result's size, rel_fro <= 5e-6 (~40 eps_float) bounds that, while a race or a
+    // lost tile would give O(1) differences. Nyström's report passes through A⁺ (cond(A) up to
+    // ~1e3 here), so its residual entries get 1e-3 relative.
+    int identical_count = 0, total = 0;
+    for (std::size_t j = 0; j < jobs.size(); ++j)
+        for (std::size_t c = 1; c < by_count.size(); ++c) {
+            const Results& base = by_count[0][j];
+            const Results& other = by_count[c][j];
+            const std::string at = jobs[j].name + ": 1 vs " + std::to_string(counts[c]) + " OpenMP threads";
+            ++total;
+            const bool same_bits = identical(other, base);
+            identical_count += same_bits ? 1 : 0;
+            if (!same_bits) std::printf("[threads] not bit-identical (tolerance applies): %s\n", at.c_str());
+            if (jobs[j].thread_count_bit_identical) {
+                EXPECT_TRUE(identical(other, base)) << at;
+                continue;
+            }
+            ASSERT_EQ(other.size(), base.size()) << at;
+            for (std::size_t r = 0; r < base.size(); ++r) {
+                const attnx::ErrorMetrics e = attnx::compare(other[r], base[r]);
+                const double tol = r == 0 ? 5e-6 : 1e-3;
+                EXPECT_LE(e.rel_fro, tol) << at << ", result " << r << ", max_abs " << e.max_abs;
+            }
+        }
+    std::printf("[threads] OpenMP 1 vs 2 vs 3 threads, %zu entry points: %d of %d comparisons bit-identical\n",
+                jobs.size(), identical_count, total);
+#else
+    GTEST_SKIP() << "built without OpenMP: there is only one thread count";
+#endif
+}
