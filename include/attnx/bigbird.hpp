@@ -24,6 +24,8 @@
 /// Exact limit: BlockLayout::dense gives exact_attention (bit-identical to the streaming kernel
 /// with query_tile = key_tile = b; tested in test_bigbird.cpp).
 /// A query whose kept keys are all masked (or whose block row keeps no block) gets a zero row.
+/// Overflow (with check_finite on): as exact attention, logits that could overflow the Scalar
+/// type throw attnx::invalid_argument before any work, an overflowed output after it (core.hpp).
 /// Differs from the reference code (google-research/bigbird, HuggingFace BigBird): the random
 /// blocks are drawn by our CounterRng (the reference draws them with NumPy), any n is allowed (a
 /// partial last block instead of "n must be a multiple of b"), and global rows/columns are
@@ -129,8 +131,9 @@ void block_sparse_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixB
         detail::throw_invalid(fn, ": out is ", detail::shape_of(out), " but must be n_q x d_v = ", q.rows(), "x",
                               v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);
+    detail::check_result<Scalar>(fn, mag, out);
 }
 
 /// Exact softmax attention restricted to the blocks `layout` keeps (causal and key padding from
@@ -144,9 +147,10 @@ Matrix<typename DQ::Scalar> block_sparse_attention(const Eigen::MatrixBase<DQ>& 
     detail::check_block_sparse_call(fn, q, k, v, options);
     detail::check_layout(fn, layout, q.rows(), k.rows());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     Matrix<Scalar> out(q.rows(), v.cols());
     detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);
+    detail::check_result<Scalar>(fn, mag, out);
     return out;
 }
 
@@ -167,10 +171,11 @@ Matrix<typename DQ::Scalar> bigbird_attention(const Eigen::MatrixBase<DQ>& q, co
                               "build a layout with BlockLayout::from_block_mask and call block_sparse_attention");
     detail::check_bigbird_options(fn, q.rows(), bigbird);
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     const BlockLayout layout = BlockLayout::bigbird(q.rows(), bigbird);
     Matrix<Scalar> out(q.rows(), v.cols());
     detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);
+    detail::check_result<Scalar>(fn, mag, out);
     return out;
 }
 

@@ -8,7 +8,12 @@
 ///  - the API is column-major (`attnx::Matrix<Scalar>`); a row-major or expression
 ///    argument is evaluated into a column-major temporary once, O(n*d), on entry;
 ///  - misuse throws `attnx::invalid_argument` before any work is done; numerical quality
-///    that is not an error (e.g. a pseudoinverse residual) goes into an optional report.
+///    that is not an error (e.g. a pseudoinverse residual) goes into an optional report;
+///  - overflow: finite inputs so large that the logits s·q·k could overflow the Scalar type
+///    (bound s·d·max|q|·max|k| > max/16) are rejected before any work (detail::check_logit_range);
+///    the rest of the amplification (Nyström's Z, Linformer's F V, the conv skip, sums of huge V
+///    rows) is caught by one scan of the output after the work (detail::check_result), the only
+///    check that runs after the work. Either way: attnx::invalid_argument, never a silent NaN.
 #ifndef ATTNX_CORE_HPP
 #define ATTNX_CORE_HPP
 
@@ -60,8 +65,11 @@ struct AttentionOptions {
     /// Empty, or one flag per key (length n_k): true = the key is padding and is ignored.
     /// A query row whose keys are all masked gets a zero output row, never NaN.
     std::vector<bool> key_padding_mask;
-    /// Reject Q, K, V holding NaN or Inf (an O(n*d) scan). Set false only if the caller
-    /// has validated its inputs already; non-finite inputs then give unspecified output.
+    /// Reject Q, K, V holding NaN or Inf (an O(n*d) scan), inputs whose logits could overflow
+    /// the Scalar type (same scan), and results that overflowed (an O(n_q*d_v) scan of the
+    /// output after the work). Set false only if the caller has validated its inputs already
+    /// (finite, moderate magnitudes): all these scans are then skipped, and non-finite or
+    /// huge inputs give unspecified (possibly NaN) output.
     bool check_finite = true;
 };
 
@@ -146,20 +154,129 @@ void check_finite(const char* fn, const char* name, const Eigen::MatrixBase<Deri
                               " (inputs must be finite; set check_finite = false to skip this scan)");
 }
 
-/// The NaN/Inf scan of Q, K and V that every entry point runs unless options.check_finite is off.
-template <typename Scalar>
-void check_finite_qkv(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
-                      const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
-    if (!o.check_finite) return;
-    check_finite(fn, "q", q);
-    check_finite(fn, "k", k);
-    check_finite(fn, "v", v);
+/// The scale in double: options.scale, or 1/sqrt(d).
+inline double resolve_scale_double(const AttentionOptions& o, Index d) {
+    if (o.scale) return *o.scale;
+    return 1.0 / std::sqrt(static_cast<double>(d));
 }
 
 template <typename Scalar>
 Scalar resolve_scale(const AttentionOptions& o, Index d) {
-    if (o.scale) return static_cast<Scalar>(*o.scale);
-    return static_cast<Scalar>(1.0 / std::sqrt(static_cast<double>(d)));
+    return static_cast<Scalar>(resolve_scale_double(o, d));
+}
+
+/// "float" or "double", for messages.
+template <typename Scalar>
+const char* scalar_name() {
+    return std::is_same<Scalar, float>::value ? "float" : "double";
+}
+
+/// The magnitude bound of the overflow checks: max(Scalar) / 16 (headroom for the sums of the
+/// softmax and of the products), in long double so that bounds compared with it cannot overflow.
+template <typename Scalar>
+long double overflow_limit() {
+    return static_cast<long double>(std::numeric_limits<Scalar>::max()) / 16;
+}
+
+/// x in two significant digits, e.g. 6.4e+61 (for the overflow messages).
+inline std::string sci(long double x) {
+    std::ostringstream os;
+    os.precision(2);
+    os << x;
+    return os.str();
+}
+
+/// max |m_ij| (0 for an empty m) in long double; false (mx unspecified) if m holds NaN or Inf.
+/// The finiteness test and the maximum are one pass over memory; columns in parallel when large.
+template <typename Derived>
+bool finite_max_abs(const Eigen::MatrixBase<Derived>& m, long double& mx) {
+    double best = 0;
+    bool ok = true;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(&& : ok) reduction(max : best) if (m.size() > (Index(1) << 18))
+#endif
+    for (Index j = 0; j < m.cols(); ++j) {
+        if (m.rows() == 0) continue;
+        const double c = static_cast<double>(m.col(j).cwiseAbs().template maxCoeff<Eigen::PropagateNaN>());
+        if (std::isfinite(c))
+            best = std::max(best, c);
+        else
+            ok = false;
+    }
+    mx = best;
+    return ok;
+}
+
+/// Largest |entry| of Q, K, V as found by the input scan. scanned = false when
+/// options.check_finite is off (then nothing was scanned and nothing is checked afterwards).
+struct Magnitudes {
+    bool scanned = false;
+    long double q = 0, k = 0, v = 0;
+};
+
+/// The NaN/Inf scan of Q, K and V that every entry point runs unless options.check_finite is
+/// off; the same pass finds the magnitudes the overflow checks need.
+template <typename Scalar>
+Magnitudes check_finite_qkv(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                            const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    Magnitudes mag;
+    if (!o.check_finite) return mag;
+    if (!finite_max_abs(q, mag.q)) check_finite(fn, "q", q);
+    if (!finite_max_abs(k, mag.k)) check_finite(fn, "k", k);
+    if (!finite_max_abs(v, mag.v)) check_finite(fn, "v", v);
+    mag.scanned = true;
+    return mag;
+}
+
+/// The one overflow guard of the logits s·q_i·k_j, shared by every mechanism. Every logit, and
+/// every partial sum of its dot product, is bounded by s·d·max|q|·max|k|; the kernels also form
+/// s·q (streaming) and q·k before scaling (materialised, Nyström's A), bounded by s·max|q| and
+/// d·max|q|·max|k|. Throws attnx::invalid_argument if one of these (or s itself) could exceed
+/// max(Scalar)/16, naming the bound; the caller runs it before any work. q_name and k_name
+/// name the matrices whose entries meet in the logits (Linformer: q and E K).
+template <typename Scalar>
+void check_logit_range(const char* fn, double scale, Index d, long double max_q, long double max_k,
+                       const char* q_name = "q", const char* k_name = "k") {
+    const long double limit = overflow_limit<Scalar>();
+    const long double s = scale, dd = static_cast<long double>(d);
+    const long double logits = s * dd * max_q * max_k;
+    const char* advice = "; rescale q or k, lower scale, or use double";
+    if (!(logits <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": scale * d * max|", q_name, "| * max|",
+                      k_name, "| = ", sci(scale), " * ", d, " * ", sci(max_q), " * ", sci(max_k), " = ", sci(logits),
+                      " exceeds ", sci(limit), advice);
+    if (!(s <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": scale = ", sci(scale), " exceeds ",
+                      sci(limit), advice);
+    if (!(s * max_q <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": scale * max|", q_name, "| = ", sci(scale),
+                      " * ", sci(max_q), " = ", sci(s * max_q), " exceeds ", sci(limit), advice);
+    if (!(dd * max_q * max_k <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": d * max|", q_name, "| * max|", k_name,
+                      "| = ", d, " * ", sci(max_q), " * ", sci(max_k), " = ", sci(dd * max_q * max_k), " exceeds ",
+                      sci(limit), advice);
+}
+
+/// check_finite_qkv, then check_logit_range on max|q| and max|k|: the input checks of a
+/// mechanism whose logits are s·q·k. Returns the magnitudes for check_result.
+template <typename Scalar>
+Magnitudes check_inputs(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    if (mag.scanned) check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, mag.k);
+    return mag;
+}
+
+/// The one check that runs after the work: if the inputs were scanned (check_finite on) and the
+/// output nonetheless holds NaN or Inf, some intermediate overflowed the Scalar type; throws
+/// attnx::invalid_argument naming the input magnitudes (plus `extra`, e.g. Linformer's max|E|).
+template <typename Scalar, typename Out>
+void check_result(const char* fn, const Magnitudes& mag, const Out& out, const std::string& extra = "") {
+    if (!mag.scanned || all_finite(out)) return;
+    throw_invalid(fn, ": the result overflowed ", scalar_name<Scalar>(),
+                  " (it holds non-finite values although every input is finite; max|q| = ", sci(mag.q),
+                  ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v), extra,
+                  "); rescale the inputs or use double");
 }
 
 template <typename DA, typename DB>

@@ -15,6 +15,9 @@
 /// Both subtract the running (row) maximum before exp, so logits of ±1e4 are fine.
 ///
 /// A query row whose keys are all masked returns a zero row (never NaN).
+/// Overflow (with check_finite on): logits that could overflow the Scalar type
+/// (s·d·max|q|·max|k| > max/16) throw attnx::invalid_argument before any work; an output that
+/// overflowed anyway (sums of huge V rows) throws after it (see core.hpp).
 /// Causal with n_q != n_k is aligned bottom-right: query i sees keys j <= i + n_k - n_q.
 #ifndef ATTNX_EXACT_HPP
 #define ATTNX_EXACT_HPP
@@ -98,8 +101,9 @@ void exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>
         detail::throw_invalid(fn, ": out is ", detail::shape_of(out), " but must be n_q x d_v = ", q.rows(), "x",
                               v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     detail::exact_impl<Scalar>(qr, kr, vr, options, out);
+    detail::check_result<Scalar>(fn, mag, out);
 }
 
 /// softmax(s · Q Kᵀ + mask) V. Q is n_q x d, K is n_k x d, V is n_k x d_v; returns n_q x d_v.
@@ -110,9 +114,10 @@ Matrix<typename DQ::Scalar> exact_attention(const Eigen::MatrixBase<DQ>& q, cons
     constexpr const char* fn = "exact_attention";
     detail::check_exact_call(fn, q, k, v, options);
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    detail::check_finite_qkv<Scalar>(fn, options, qr, kr, vr);
+    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     Matrix<Scalar> out(q.rows(), v.cols());
     detail::exact_impl<Scalar>(qr, kr, vr, options, out);
+    detail::check_result<Scalar>(fn, mag, out);
     return out;
 }
 
@@ -132,8 +137,11 @@ Matrix<typename DQ::Scalar> attention_matrix(const Eigen::MatrixBase<DQ>& q, con
     detail::check_common_options(fn, options, k.rows());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k);
     if (options.check_finite) {
-        detail::check_finite(fn, "q", qr);
-        detail::check_finite(fn, "k", kr);
+        long double max_q = 0, max_k = 0;
+        if (!detail::finite_max_abs(qr, max_q)) detail::check_finite(fn, "q", qr);
+        if (!detail::finite_max_abs(kr, max_k)) detail::check_finite(fn, "k", kr);
+        detail::check_logit_range<Scalar>(fn, detail::resolve_scale_double(options, qr.cols()), qr.cols(), max_q,
+                                          max_k);
     }
     Matrix<Scalar> pt(kr.rows(), qr.rows());
     detail::materialized_attention<Scalar>(qr, kr, detail::resolve_scale<Scalar>(options, qr.cols()),

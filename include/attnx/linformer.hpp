@@ -40,6 +40,11 @@
 ///
 /// `causal = true` throws: every projected key mixes all positions, so causality is not defined.
 ///
+/// Overflow (with check_finite on): the logits meet Q and K̄ = E K, so the logit bound of core.hpp
+/// is checked on max|q| and max|K̄| once K̄ is computed (cheap, k x d) and before the attention;
+/// a K̄ or V̄ = F V that overflowed the Scalar type throws there too. An output that overflowed
+/// anyway throws after the work. All are attnx::invalid_argument naming the magnitudes.
+///
 /// Threads: the projections are summed over key blocks split into at most 16 parts whose bounds
 /// depend only on n_k; the parts run in parallel (OpenMP, if compiled with it) with
 /// single-threaded Eigen products and are added in a fixed order, so the result is bit-identical
@@ -249,11 +254,22 @@ template <typename Scalar>
 void linformer_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                     const Eigen::Ref<const Matrix<Scalar>>& v, const Eigen::Ref<const Matrix<Scalar>>& e,
                     const Eigen::Ref<const Matrix<Scalar>>& f, const AttentionOptions& o,
-                    Eigen::Ref<Matrix<Scalar>> out) {
+                    Eigen::Ref<Matrix<Scalar>> out, const char* fn = "linformer_attention",
+                    const Magnitudes& mag = Magnitudes(), long double max_e = 0, long double max_f = 0) {
     constexpr Index query_tile = 128;
     constexpr Index max_key_tile = 512;
     Matrix<Scalar> kp, vp;
     linformer_project<Scalar>(e, f, k, v, o.key_padding_mask, kp, vp);
+    if (mag.scanned) {
+        long double max_kp = 0, max_vp = 0;
+        const bool kp_ok = finite_max_abs(kp, max_kp), vp_ok = finite_max_abs(vp, max_vp);
+        if (!kp_ok || !vp_ok)
+            throw_invalid(fn, ": the projection ", kp_ok ? "F V" : "E K", " overflowed ", scalar_name<Scalar>(),
+                          " (n_k = ", k.rows(), ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v),
+                          ", max|E| = ", sci(max_e), ", max|F| = ", sci(max_f),
+                          "); rescale k, v or the projections, or use double");
+        check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, max_kp, "q", "E K");
+    }
     // Every projected key is visible: the mask acted in the projection.
     dense_online_attention<Scalar>(q, kp, vp, resolve_scale<Scalar>(o, q.cols()), MaskSpec{}, query_tile,
                                    std::min(max_key_tile, kp.rows()), out);
@@ -314,12 +330,19 @@ void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q
                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                        const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
                        bool check_projection, const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
-    check_finite_qkv<Scalar>(fn, o, q, k, v);
-    if (check_projection && o.check_finite) {
-        check_finite(fn, "e", e);
-        if (f.data() != e.data()) check_finite(fn, "f", f);
+    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    long double max_e = 0, max_f = 0;
+    if (o.check_finite) {
+        // The projection's E and F were checked for NaN/Inf when it was made; scanned again here
+        // only for their magnitudes (k x n_k, no more than reading them for the projection).
+        if (!finite_max_abs(e, max_e) && check_projection) check_finite(fn, "e", e);
+        if (f.data() == e.data())
+            max_f = max_e;
+        else if (!finite_max_abs(f, max_f) && check_projection)
+            check_finite(fn, "f", f);
     }
-    linformer_impl<Scalar>(q, k, v, e, f, o, out);
+    linformer_impl<Scalar>(q, k, v, e, f, o, out, fn, mag, max_e, max_f);
+    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(max_e) + ", max|F| = " + sci(max_f));
 }
 
 template <typename Derived>

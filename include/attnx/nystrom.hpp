@@ -42,6 +42,12 @@
 ///  - m == n does not silently switch to exact attention (HuggingFace does): the formula is
 ///    always evaluated; m > n is an error;
 ///  - causal attention is not defined for landmark averages and is rejected.
+///
+/// Overflow (with check_finite on): the landmark means are bounded by max|q| and max|k|, so
+/// logits that could overflow the Scalar type (s·d·max|q|·max|k| > max/16) throw
+/// attnx::invalid_argument before any work, as do conv_kernel weights outside its range. Z can
+/// amplify (A nearly singular) and huge V rows can overflow their sums: an output that is not
+/// finite throws after the work (core.hpp), and the report is then not written.
 #ifndef ATTNX_NYSTROM_HPP
 #define ATTNX_NYSTROM_HPP
 
@@ -233,8 +239,16 @@ template <typename Scalar>
 void nystrom_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                      const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                      const NystromOptions& o, Eigen::Ref<Matrix<Scalar>> out, NystromReport* report) {
-    check_finite_qkv<Scalar>(fn, o, q, k, v);
-    nystrom_impl<Scalar>(q, k, v, o, out, report);
+    const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
+    if (mag.scanned)
+        for (std::size_t t = 0; t < o.conv_kernel.size(); ++t)
+            if (!(std::abs(o.conv_kernel[t]) <= overflow_limit<Scalar>()))
+                throw_invalid(fn, ": conv_kernel[", t, "] = ", o.conv_kernel[t], " exceeds the range of ",
+                              scalar_name<Scalar>(), " (max/16 = ", sci(overflow_limit<Scalar>()), ")");
+    NystromReport r;
+    nystrom_impl<Scalar>(q, k, v, o, out, report != nullptr ? &r : nullptr);
+    check_result<Scalar>(fn, mag, out);
+    if (report != nullptr) *report = r;
 }
 
 }  // namespace detail
