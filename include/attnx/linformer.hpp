@@ -144,10 +144,18 @@ public:
     const Matrix<Scalar>& e() const { return m_e; }
     /// F (k x n_max); the same object as e() with LinformerSharing::KeyValue.
     const Matrix<Scalar>& f() const { return m_sharing == LinformerSharing::KeyValue ? m_e : m_f; }
+    /// max |E_ij| and max |F_ij| over the whole projection, computed once when it was made.
+    long double max_abs_e() const { return m_max_abs_e; }
+    long double max_abs_f() const { return m_max_abs_f; }
 
 private:
     LinformerProjection(Matrix<Scalar> e, Matrix<Scalar> f, LinformerSharing sharing)
-        : m_e(std::move(e)), m_f(std::move(f)), m_sharing(sharing) {}
+        : m_e(std::move(e)), m_f(std::move(f)), m_sharing(sharing) {
+        m_max_abs_e = m_e.size() == 0 ? 0.0L : static_cast<long double>(m_e.cwiseAbs().maxCoeff());
+        m_max_abs_f = sharing == LinformerSharing::KeyValue || m_f.size() == 0
+                          ? m_max_abs_e
+                          : static_cast<long double>(m_f.cwiseAbs().maxCoeff());
+    }
 
     static Matrix<Scalar> draw(Index k, Index n_max, std::uint64_t seed, std::uint64_t stream) {
         const CounterRng rng(seed, stream);
@@ -166,6 +174,7 @@ private:
     Matrix<Scalar> m_e;
     Matrix<Scalar> m_f;  // empty with LinformerSharing::KeyValue
     LinformerSharing m_sharing;
+    long double m_max_abs_e = 0, m_max_abs_f = 0;  // for the overflow messages, without a scan per call
 };
 
 namespace detail {
@@ -325,20 +334,26 @@ void check_linformer_projection(const char* fn, const Eigen::MatrixBase<DQ>& q, 
     check_linformer_options(fn, o, k.rows());
 }
 
+/// The input checks of Q, K, V (and of raw E, F), the projections and the attention, and the
+/// result check. `projection_max` is null for raw E, F, which are then scanned for NaN/Inf and
+/// their magnitudes (k x n_k, as many reads as the projection itself); a LinformerProjection
+/// was checked when it was made and passes {max|E|, max|F|} (only the messages use them).
 template <typename Scalar>
 void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                        const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
-                       bool check_projection, const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+                       const long double* projection_max, const AttentionOptions& o,
+                       Eigen::Ref<Matrix<Scalar>> out) {
     const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
     long double max_e = 0, max_f = 0;
-    if (o.check_finite) {
-        // The projection's E and F were checked for NaN/Inf when it was made; scanned again here
-        // only for their magnitudes (k x n_k, no more than reading them for the projection).
-        if (!finite_max_abs(e, max_e) && check_projection) check_finite(fn, "e", e);
+    if (projection_max != nullptr) {
+        max_e = projection_max[0];
+        max_f = projection_max[1];
+    } else if (o.check_finite) {
+        if (!finite_max_abs(e, max_e)) check_finite(fn, "e", e);
         if (f.data() == e.data())
             max_f = max_e;
-        else if (!finite_max_abs(f, max_f) && check_projection)
+        else if (!finite_max_abs(f, max_f))
             check_finite(fn, "f", f);
     }
     linformer_impl<Scalar>(q, k, v, e, f, o, out, fn, mag, max_e, max_f);
@@ -365,7 +380,7 @@ Matrix<typename DQ::Scalar> linformer_attention(const Eigen::MatrixBase<DQ>& q, 
     detail::check_linformer_raw(fn, q, k, v, e, f, options);
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(e), fr(f);
     Matrix<Scalar> out(q.rows(), v.cols());
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, true, options, out);
+    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, nullptr, options, out);
     return out;
 }
 
@@ -381,7 +396,7 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
     detail::check_linformer_raw(fn, q, k, v, e, f, options);
     detail::check_linformer_out(fn, out, q.rows(), v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(e), fr(f);
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, true, options, out);
+    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, nullptr, options, out);
 }
 
 /// softmax(s · Q (E K)ᵀ) (F V) with the first n_k columns of the projection's E and F
@@ -398,7 +413,8 @@ Matrix<typename DQ::Scalar> linformer_attention(const Eigen::MatrixBase<DQ>& q, 
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(projection.e().leftCols(n_k)),
         fr(projection.f().leftCols(n_k));
     Matrix<Scalar> out(q.rows(), v.cols());
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, false, options, out);
+    const long double pmax[2] = {projection.max_abs_e(), projection.max_abs_f()};
+    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, pmax, options, out);
     return out;
 }
 
@@ -414,7 +430,8 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
     const Index n_k = k.rows();
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(projection.e().leftCols(n_k)),
         fr(projection.f().leftCols(n_k));
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, false, options, out);
+    const long double pmax[2] = {projection.max_abs_e(), projection.max_abs_f()};
+    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, pmax, options, out);
 }
 
 }  // namespace attnx
