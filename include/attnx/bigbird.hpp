@@ -127,9 +127,7 @@ void block_sparse_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixB
     constexpr const char* fn = "block_sparse_attention";
     detail::check_block_sparse_call(fn, q, k, v, options);
     detail::check_layout(fn, layout, q.rows(), k.rows());
-    if (out.rows() != q.rows() || out.cols() != v.cols())
-        detail::throw_invalid(fn, ": out is ", detail::shape_of(out), " but must be n_q x d_v = ", q.rows(), "x",
-                              v.cols());
+    detail::check_out(fn, out, q.rows(), v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
     const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);

@@ -104,6 +104,13 @@ void check_nonempty(const char* fn, const char* name, const Eigen::EigenBase<Der
         throw_invalid(fn, ": ", name, " is empty (", shape_of(m), "); it needs at least one row and one column");
 }
 
+/// Shape of a caller-provided output buffer: n_q x d_v.
+template <typename Derived>
+void check_out(const char* fn, const Eigen::EigenBase<Derived>& out, Index n_q, Index dv) {
+    if (out.rows() != n_q || out.cols() != dv)
+        throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", n_q, "x", dv);
+}
+
 /// Shapes of Q (n_q x d), K (n_k x d), V (n_k x d_v); looks only at rows and cols.
 template <typename DQ, typename DK, typename DV>
 void check_qkv(const char* fn, const Eigen::EigenBase<DQ>& q, const Eigen::EigenBase<DK>& k,

@@ -97,9 +97,7 @@ void exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>
     using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "exact_attention";
     detail::check_exact_call(fn, q, k, v, options);
-    if (out.rows() != q.rows() || out.cols() != v.cols())
-        detail::throw_invalid(fn, ": out is ", detail::shape_of(out), " but must be n_q x d_v = ", q.rows(), "x",
-                              v.cols());
+    detail::check_out(fn, out, q.rows(), v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
     const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
     detail::exact_impl<Scalar>(qr, kr, vr, options, out);

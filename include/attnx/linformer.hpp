@@ -360,12 +360,6 @@ void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q
     check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(max_e) + ", max|F| = " + sci(max_f));
 }
 
-template <typename Derived>
-void check_linformer_out(const char* fn, const Eigen::EigenBase<Derived>& out, Index n_q, Index dv) {
-    if (out.rows() != n_q || out.cols() != dv)
-        throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", n_q, "x", dv);
-}
-
 }  // namespace detail
 
 /// softmax(s · Q (E K)ᵀ) (F V). Q is n_q x d, K is n_k x d, V is n_k x d_v, E and F are k x n_k
@@ -394,7 +388,7 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
     using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_raw(fn, q, k, v, e, f, options);
-    detail::check_linformer_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q.rows(), v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(e), fr(f);
     detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, nullptr, options, out);
 }
@@ -426,7 +420,7 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
     using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_projection(fn, q, k, v, projection, options);
-    detail::check_linformer_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q.rows(), v.cols());
     const Index n_k = k.rows();
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(projection.e().leftCols(n_k)),
         fr(projection.f().leftCols(n_k));

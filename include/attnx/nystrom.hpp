@@ -277,9 +277,7 @@ void nystrom_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<D
     using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "nystrom_attention";
     detail::check_nystrom_call(fn, q, k, v, options);
-    if (out.rows() != q.rows() || out.cols() != v.cols())
-        detail::throw_invalid(fn, ": out is ", detail::shape_of(out), " but must be n_q x d_v = ", q.rows(), "x",
-                              v.cols());
+    detail::check_out(fn, out, q.rows(), v.cols());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
     detail::nystrom_checked<Scalar>(fn, qr, kr, vr, options, out, report);
 }
