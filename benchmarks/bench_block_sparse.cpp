@@ -83,12 +83,7 @@ void BM_BlockSparse(benchmark::State& state) {
     const auto x = examples::realistic_inputs<float>(n, kD, kD, 1);
     const attnx::BlockLayout layout = layout_for(n, kind);
     Mat out(n, kD);
-    std::int64_t extra = 0;
-    {
-        bench::PeakHeap probe;
-        attnx::block_sparse_attention(x.q, x.k, x.v, layout, out);
-        extra = probe.extra_bytes();
-    }
+    bench::record_peak_extra(state, [&] { attnx::block_sparse_attention(x.q, x.k, x.v, layout, out); });
     double exact_s = 0;
     if (n <= 8192) {
         Mat exact(n, kD);
@@ -102,7 +97,6 @@ void BM_BlockSparse(benchmark::State& state) {
     state.SetLabel(kind == 0 ? "bigbird w3 g2 r3" : "longformer w3 + 64 global");
     const double kept = static_cast<double>(layout.kept_entries());
     state.counters["density"] = layout.density();
-    state.counters["peak_extra_MiB"] = static_cast<double>(extra) / (1 << 20);
     if (exact_s > 0) state.counters["speedup_vs_exact"] = exact_s / seconds;
     bench::report_flops(state, 4.0 * kept * kD, seconds, same_flop_gemms(n, kept));
 }

@@ -24,18 +24,12 @@ void BM_Exact(benchmark::State& state) {
     const attnx::Matrix<float> k = attnx::random_normal<float>(n, kD, 1, 2);
     const attnx::Matrix<float> v = attnx::random_normal<float>(n, kD, 1, 3);
     attnx::Matrix<float> out(n, kD);
-    std::int64_t extra = 0;
-    {
-        bench::PeakHeap probe;
-        attnx::exact_attention(q, k, v, out, o);
-        extra = probe.extra_bytes();
-    }
+    bench::record_peak_extra(state, [&] { attnx::exact_attention(q, k, v, out, o); });
     const double seconds = bench::timed_loop(state, [&] {
         attnx::exact_attention(q, k, v, out, o);
         benchmark::DoNotOptimize(out.data());
     });
     state.SetLabel(o.kernel == attnx::ExactKernel::Streaming ? "streaming" : "materialized");
-    state.counters["peak_extra_MiB"] = static_cast<double>(extra) / (1 << 20);
     const double flops = 4.0 * static_cast<double>(n) * static_cast<double>(n) * kD;
     bench::report_flops(state, flops, seconds, {{n, kD, n}, {n, n, kD}});
 }

@@ -38,18 +38,12 @@ void BM_Linformer(benchmark::State& state) {
     const auto x = examples::realistic_inputs<float>(n, kD, kD, 7);
     const auto proj = attnx::LinformerProjection<float>::gaussian(k, n, 11);
     attnx::Matrix<float> out(n, kD);
-    std::int64_t extra = 0;
-    {
-        bench::PeakHeap probe;
-        attnx::linformer_attention(x.q, x.k, x.v, proj, out);
-        extra = probe.extra_bytes();
-    }
+    bench::record_peak_extra(state, [&] { attnx::linformer_attention(x.q, x.k, x.v, proj, out); });
     const double seconds = bench::timed_loop(state, [&] {
         attnx::linformer_attention(x.q, x.k, x.v, proj, out);
         benchmark::DoNotOptimize(out.data());
     });
     state.SetLabel("k=" + std::to_string(k));
-    state.counters["peak_extra_MiB"] = static_cast<double>(extra) / (1 << 20);
     state.counters["tokens_per_s"] = static_cast<double>(n) / seconds;
     if (n <= 8192) {
         const Eigen::MatrixXd ref = attnx::exact_attention(x.q.cast<double>(), x.k.cast<double>(), x.v.cast<double>());

@@ -47,17 +47,11 @@ void BM_Nystrom(benchmark::State& state) {
     attnx::NystromOptions o;
     o.num_landmarks = m;
     attnx::Matrix<float> out(n, kD);
-    std::int64_t extra = 0;
-    {
-        bench::PeakHeap probe;
-        attnx::nystrom_attention(x.q, x.k, x.v, out, o);
-        extra = probe.extra_bytes();
-    }
+    bench::record_peak_extra(state, [&] { attnx::nystrom_attention(x.q, x.k, x.v, out, o); });
     const double seconds = bench::timed_loop(state, [&] {
         attnx::nystrom_attention(x.q, x.k, x.v, out, o);
         benchmark::DoNotOptimize(out.data());
     });
-    state.counters["peak_extra_MiB"] = static_cast<double>(extra) / (1 << 20);
     state.counters["tokens_per_s"] = static_cast<double>(n) / seconds;
     if (n <= 8192) {
         const Eigen::MatrixXd ref = attnx::exact_attention(x.q.cast<double>(), x.k.cast<double>(), x.v.cast<double>());

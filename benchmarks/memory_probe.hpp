@@ -7,6 +7,7 @@
 #ifndef ATTNX_BENCHMARKS_MEMORY_PROBE_HPP
 #define ATTNX_BENCHMARKS_MEMORY_PROBE_HPP
 
+#include <benchmark/benchmark.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -49,6 +50,15 @@ public:
 private:
     std::int64_t m_base;
 };
+
+/// Runs `call` once under a PeakHeap and sets the counter peak_extra_MiB: the heap one call
+/// needs beyond what existed before it (its inputs and its output buffer).
+template <typename F>
+void record_peak_extra(benchmark::State& state, F&& call) {
+    const PeakHeap probe;
+    call();
+    state.counters["peak_extra_MiB"] = static_cast<double>(probe.extra_bytes()) / (1 << 20);
+}
 
 }  // namespace bench
 
