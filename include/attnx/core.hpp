@@ -193,23 +193,28 @@ inline std::string sci(long double x) {
     return os.str();
 }
 
-/// max |m_ij| (0 for an empty m) in long double; false (mx unspecified) if m holds NaN or Inf.
-/// Per column, two vectorised reductions while the column is in cache: the x * 0 sum of
+/// One column of the input scan: raises best to max |x| and returns false if the column holds
+/// NaN or Inf. Two vectorised reductions while the column is in cache: the x * 0 sum of
 /// all_finite (NaN for NaN or ±Inf) and the plain max of |x| (a NaN-propagating max does not
-/// vectorise and made this scan 2.3x slower). Columns in parallel when large.
+/// vectorise and made this scan 2.3x slower).
+template <typename Col>
+bool scan_column(const Col& col, double& best) {
+    using Scalar = typename Col::Scalar;
+    if (col.size() == 0) return true;
+    best = std::max(best, static_cast<double>(col.cwiseAbs().maxCoeff()));
+    return (col.array() * Scalar(0)).sum() == Scalar(0);
+}
+
+/// max |m_ij| (0 for an empty m) in long double; false (mx unspecified) if m holds NaN or Inf.
+/// Columns in parallel when large.
 template <typename Derived>
 bool finite_max_abs(const Eigen::MatrixBase<Derived>& m, long double& mx) {
-    using Scalar = typename Derived::Scalar;
     double best = 0;
     bool ok = true;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) reduction(&& : ok) reduction(max : best) if (m.size() > (Index(1) << 18))
 #endif
-    for (Index j = 0; j < m.cols(); ++j) {
-        if (m.rows() == 0) continue;
-        ok = ok && (m.col(j).array() * Scalar(0)).sum() == Scalar(0);
-        best = std::max(best, static_cast<double>(m.col(j).cwiseAbs().maxCoeff()));
-    }
+    for (Index j = 0; j < m.cols(); ++j) ok = scan_column(m.col(j), best) && ok;
     mx = best;
     return ok;
 }
@@ -238,22 +243,12 @@ Magnitudes check_finite_qkv(const char* fn, const AttentionOptions& o, const Eig
     reduction(max : best_q, best_k, best_v) if (q.size() + k.size() + v.size() > (Index(1) << 18))
 #endif
     for (Index j = 0; j < total; ++j) {
-        const bool in_q = j < cq, in_k = !in_q && j < cq + ck;
-        const auto& m = in_q ? q : in_k ? k : v;
-        const Index col = in_q ? j : in_k ? j - cq : j - cq - ck;
-        if (m.rows() == 0) continue;
-        const bool ok = (m.col(col).array() * Scalar(0)).sum() == Scalar(0);
-        const double mx = static_cast<double>(m.col(col).cwiseAbs().maxCoeff());
-        if (in_q) {
-            ok_q = ok_q && ok;
-            best_q = std::max(best_q, mx);
-        } else if (in_k) {
-            ok_k = ok_k && ok;
-            best_k = std::max(best_k, mx);
-        } else {
-            ok_v = ok_v && ok;
-            best_v = std::max(best_v, mx);
-        }
+        if (j < cq)
+            ok_q = scan_column(q.col(j), best_q) && ok_q;
+        else if (j < cq + ck)
+            ok_k = scan_column(k.col(j - cq), best_k) && ok_k;
+        else
+            ok_v = scan_column(v.col(j - cq - ck), best_v) && ok_v;
     }
     if (!ok_q) check_finite(fn, "q", q);
     if (!ok_k) check_finite(fn, "k", k);
