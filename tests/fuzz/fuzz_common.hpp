@@ -180,4 +180,16 @@ bool call(const Case& c, F&& f) {
 
 }  // namespace fuzz
 
+/// Defines the libFuzzer entry point of a target whose template run<Scalar>(fuzz::Input&)
+/// checks one case: the first byte's low bit picks double (1) or float (0).
+#define ATTNX_FUZZ_FLOAT_AND_DOUBLE(run)                                              \
+    extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
+        fuzz::Input in(data, size);                                                   \
+        if (in.flag())                                                                \
+            run<double>(in);                                                          \
+        else                                                                          \
+            run<float>(in);                                                           \
+        return 0;                                                                     \
+    }
+
 #endif  // ATTNX_FUZZ_COMMON_HPP

@@ -92,11 +92,4 @@ void run(fuzz::Input& in) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    fuzz::Input in(data, size);
-    if (in.flag())
-        run<double>(in);
-    else
-        run<float>(in);
-    return 0;
-}
+ATTNX_FUZZ_FLOAT_AND_DOUBLE(run)
