@@ -41,6 +41,8 @@
 
 #include "attnx/block_layout.hpp"
 #include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
+#include "attnx/detail/mask.hpp"
 #include "attnx/detail/online_softmax.hpp"
 
 namespace attnx {

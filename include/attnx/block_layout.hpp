@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
 #include "attnx/random.hpp"
 
 namespace attnx {

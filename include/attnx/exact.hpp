@@ -25,6 +25,8 @@
 #include <Eigen/Core>
 
 #include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
+#include "attnx/detail/mask.hpp"
 #include "attnx/detail/online_softmax.hpp"
 
 namespace attnx {

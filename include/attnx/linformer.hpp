@@ -62,6 +62,9 @@
 #include <vector>
 
 #include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
+#include "attnx/detail/mask.hpp"
+#include "attnx/detail/parallel.hpp"
 #include "attnx/detail/online_softmax.hpp"
 #include "attnx/random.hpp"
 
@@ -162,9 +165,7 @@ private:
         const double sd = 1.0 / std::sqrt(static_cast<double>(k));
         Matrix<Scalar> m(k, n_max);
         // Each entry is computed on its own from its index: any schedule gives the same matrix.
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (k * n_max > 65536)
-#endif
+ATTNX_OMP(parallel for schedule(static) if (k * n_max > detail::min_parallel_compute))
         for (Index j = 0; j < n_max; ++j)
             for (Index i = 0; i < k; ++i)
                 m(i, j) = static_cast<Scalar>(sd * rng.normal(static_cast<std::uint64_t>(j * k + i)));
@@ -207,18 +208,14 @@ void linformer_project(const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::R
 
     // Always a parallel region: inside a team of several threads Eigen's products run
     // single-threaded (same blocking, hence the same rounding, for any thread count).
-#ifdef _OPENMP
-#pragma omp parallel
-#endif
+ATTNX_OMP(parallel)
     {
         Matrix<Scalar> kbuf, vbuf;  // zero-padded copies of a key block, only with a mask
         if (masked) {
             kbuf.resize(std::min(block, n), d);
             vbuf.resize(std::min(block, n), dv);
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < parts; ++p) {
             auto acc_k = part_k.middleCols(p * d, d);
             auto acc_v = part_v.middleCols(p * dv, dv);

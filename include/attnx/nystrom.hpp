@@ -57,6 +57,9 @@
 #include <vector>
 
 #include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
+#include "attnx/detail/mask.hpp"
+#include "attnx/detail/parallel.hpp"
 #include "attnx/detail/landmarks.hpp"
 #include "attnx/detail/online_softmax.hpp"
 #include "attnx/detail/pinv.hpp"
@@ -153,9 +156,7 @@ void add_conv_skip(const Eigen::Ref<const Matrix<Scalar>>& v, const std::vector<
     }
     constexpr Index chunk = 256;
     const Index n_chunks = (n + chunk - 1) / chunk;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n_chunks > 1)
-#endif
+ATTNX_OMP(parallel for schedule(static) if (n_chunks > 1))
     for (Index c = 0; c < n_chunks; ++c) {
         const Index r0 = c * chunk, r1 = std::min(n, r0 + chunk);
         for (Index t = 0; t < len; ++t) {

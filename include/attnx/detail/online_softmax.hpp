@@ -32,6 +32,9 @@
 #include <vector>
 
 #include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
+#include "attnx/detail/mask.hpp"
+#include "attnx/detail/parallel.hpp"
 
 namespace attnx {
 namespace detail {
@@ -173,14 +176,10 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
     if (!any_split) {
         // Always a parallel region, even for one tile: inside a team of several threads Eigen
         // runs its products single-threaded, instead of spawning (and allocating for) its own.
-#ifdef _OPENMP
-#pragma omp parallel
-#endif
+ATTNX_OMP(parallel)
         {
             OnlineWorkspace<Scalar> ws(bq, bk_max, d, dv);
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+ATTNX_OMP(for schedule(dynamic, 1))
             for (Index qt = 0; qt < n_qt; ++qt) {
                 const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
                 online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, 0, tiles.count(qt), ws);
@@ -193,14 +192,10 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
     // Split path: every item keeps its partial (m, l, acc); merged below in item order.
     Matrix<Scalar> part_acc(bq * n_items, dv);
     Matrix<Scalar> part_ml(bq * n_items, 2);
-#ifdef _OPENMP
-#pragma omp parallel
-#endif
+ATTNX_OMP(parallel)
     {
         OnlineWorkspace<Scalar> ws(bq, bk_max, d, dv);
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+ATTNX_OMP(for schedule(dynamic, 1))
         for (Index item = 0; item < n_items; ++item) {
             Index qt = 0;
             while (first_item[static_cast<std::size_t>(qt) + 1] <= item) ++qt;
@@ -216,9 +211,7 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
         }
     }
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static)
-#endif
+ATTNX_OMP(parallel for schedule(static))
     for (Index qt = 0; qt < n_qt; ++qt) {
         const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
         const Index f = first_item[static_cast<std::size_t>(qt)], p = parts[static_cast<std::size_t>(qt)];
@@ -279,9 +272,7 @@ void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eig
 template <typename Scalar>
 void softmax_columns(Eigen::Ref<Matrix<Scalar>> st) {
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (st.size() > 65536)
-#endif
+ATTNX_OMP(parallel for schedule(static) if (st.size() > min_parallel_compute))
     for (Index c = 0; c < st.cols(); ++c) {
         auto col = st.col(c);
         const Scalar mx = col.maxCoeff();

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: MIT
+/// \file detail/checks.hpp
+/// Argument validation shared by every entry point: messages, shapes, common options, the
+/// NaN/Inf and magnitude scan of the inputs, the overflow guard of the logits and the one scan
+/// of the result (see the conventions in core.hpp). Not API.
+#ifndef ATTNX_DETAIL_CHECKS_HPP
+#define ATTNX_DETAIL_CHECKS_HPP
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include "attnx/core.hpp"
+#include "attnx/detail/parallel.hpp"
+
+namespace attnx {
+namespace detail {
+
+
+/// Builds a message from its parts and throws attnx::invalid_argument.
+template <class... Parts>
+[[noreturn]] void throw_invalid(const Parts&... parts) {
+    std::ostringstream os;
+    os << "attnx::";
+    (os << ... << parts);
+    throw attnx::invalid_argument(os.str());
+}
+
+template <typename Derived>
+std::string shape_of(const Eigen::EigenBase<Derived>& m) {
+    std::ostringstream os;
+    os << m.rows() << "x" << m.cols();
+    return os.str();
+}
+
+template <typename Derived>
+void check_nonempty(const char* fn, const char* name, const Eigen::EigenBase<Derived>& m) {
+    if (m.rows() == 0 || m.cols() == 0)
+        throw_invalid(fn, ": ", name, " is empty (", shape_of(m), "); it needs at least one row and one column");
+}
+
+/// Shape of a caller-provided output buffer: n_q x d_v.
+template <typename Derived>
+void check_out(const char* fn, const Eigen::EigenBase<Derived>& out, Index n_q, Index dv) {
+    if (out.rows() != n_q || out.cols() != dv)
+        throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", n_q, "x", dv);
+}
+
+/// Shapes of Q (n_q x d), K (n_k x d), V (n_k x d_v); looks only at rows and cols.
+template <typename DQ, typename DK, typename DV>
+void check_qkv(const char* fn, const Eigen::EigenBase<DQ>& q, const Eigen::EigenBase<DK>& k,
+               const Eigen::EigenBase<DV>& v) {
+    check_nonempty(fn, "q", q);
+    check_nonempty(fn, "k", k);
+    check_nonempty(fn, "v", v);
+    if (k.cols() != q.cols())
+        throw_invalid(fn, ": k has ", k.cols(), " columns but q has ", q.cols(), " (q is ", shape_of(q),
+                      ", k is ", shape_of(k), "; both need the same head dimension d)");
+    if (v.rows() != k.rows())
+        throw_invalid(fn, ": v has ", v.rows(), " rows but k has ", k.rows(), " (k is ", shape_of(k),
+                      ", v is ", shape_of(v), "; every key needs one value row)");
+}
+
+/// The options of AttentionOptions: scale finite and > 0, mask length n_k.
+inline void check_common_options(const char* fn, const AttentionOptions& o, Index n_k) {
+    if (o.scale && !(std::isfinite(*o.scale) && *o.scale > 0))
+        throw_invalid(fn, ": scale (", *o.scale, ") must be finite and > 0");
+    if (!o.key_padding_mask.empty() && static_cast<Index>(o.key_padding_mask.size()) != n_k)
+        throw_invalid(fn, ": key_padding_mask has length ", o.key_padding_mask.size(),
+                      " but there are n_k = k.rows() = ", n_k, " keys (pass one flag per key, or none)");
+}
+
+/// True if every entry is finite: x * 0 is 0 for finite x and NaN for NaN or ±Inf, and a NaN
+/// survives the (vectorised) sum. One pass over memory; columns in parallel when large.
+/// (Not valid under -ffast-math, which attnx does not support.)
+template <typename Derived>
+bool all_finite(const Eigen::MatrixBase<Derived>& m) {
+    using Scalar = typename Derived::Scalar;
+    bool ok = true;
+ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) if (m.size() > min_parallel_scan))
+    for (Index j = 0; j < m.cols(); ++j) ok = ok && (m.col(j).array() * Scalar(0)).sum() == Scalar(0);
+    return ok;
+}
+
+/// Throws if m holds NaN or Inf, naming the first offending entry (column-major order).
+template <typename Derived>
+void check_finite(const char* fn, const char* name, const Eigen::MatrixBase<Derived>& m) {
+    if (all_finite(m)) return;
+    for (Index j = 0; j < m.cols(); ++j)
+        for (Index i = 0; i < m.rows(); ++i)
+            if (!std::isfinite(static_cast<double>(m(i, j))))
+                throw_invalid(fn, ": ", name, " (", shape_of(m), ") has a non-finite entry ", name, "(", i, ", ",
+                              j, ") = ", static_cast<double>(m(i, j)),
+                              " (inputs must be finite; set check_finite = false to skip this scan)");
+}
+
+/// The scale in double: options.scale, or 1/sqrt(d).
+inline double resolve_scale_double(const AttentionOptions& o, Index d) {
+    if (o.scale) return *o.scale;
+    return 1.0 / std::sqrt(static_cast<double>(d));
+}
+
+template <typename Scalar>
+Scalar resolve_scale(const AttentionOptions& o, Index d) {
+    return static_cast<Scalar>(resolve_scale_double(o, d));
+}
+
+/// "float" or "double", for messages.
+template <typename Scalar>
+const char* scalar_name() {
+    return std::is_same<Scalar, float>::value ? "float" : "double";
+}
+
+/// The magnitude bound of the overflow checks: max(Scalar) / 16 (headroom for the sums of the
+/// softmax and of the products), in long double so that bounds compared with it cannot overflow.
+template <typename Scalar>
+long double overflow_limit() {
+    return static_cast<long double>(std::numeric_limits<Scalar>::max()) / 16;
+}
+
+/// x in two significant digits, e.g. 6.4e+61 (for the overflow messages).
+inline std::string sci(long double x) {
+    std::ostringstream os;
+    os.precision(2);
+    os << x;
+    return os.str();
+}
+
+/// One column of the input scan: raises best to max |x| and returns false if the column holds
+/// NaN or Inf. Two vectorised reductions while the column is in cache: the x * 0 sum of
+/// all_finite (NaN for NaN or ±Inf) and the plain max of |x| (a NaN-propagating max does not
+/// vectorise and made this scan 2.3x slower).
+template <typename Col>
+bool scan_column(const Col& col, double& best) {
+    using Scalar = typename Col::Scalar;
+    if (col.size() == 0) return true;
+    best = std::max(best, static_cast<double>(col.cwiseAbs().maxCoeff()));
+    return (col.array() * Scalar(0)).sum() == Scalar(0);
+}
+
+/// max |m_ij| (0 for an empty m) in long double; false (mx unspecified) if m holds NaN or Inf.
+/// Columns in parallel when large.
+template <typename Derived>
+bool finite_max_abs(const Eigen::MatrixBase<Derived>& m, long double& mx) {
+    double best = 0;
+    bool ok = true;
+ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) reduction(max : best) if (m.size() > min_parallel_scan))
+    for (Index j = 0; j < m.cols(); ++j) ok = scan_column(m.col(j), best) && ok;
+    mx = best;
+    return ok;
+}
+
+/// Largest |entry| of Q, K, V as found by the input scan. scanned = false when
+/// options.check_finite is off (then nothing was scanned and nothing is checked afterwards).
+struct Magnitudes {
+    bool scanned = false;
+    long double q = 0, k = 0, v = 0;
+};
+
+/// The NaN/Inf scan of Q, K and V that every entry point runs unless options.check_finite is
+/// off; the same pass finds the magnitudes the overflow checks need.
+template <typename Scalar>
+Magnitudes check_finite_qkv(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                            const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    Magnitudes mag;
+    if (!o.check_finite) return mag;
+    // One parallel loop over the columns of all three (not one per matrix): with a passive
+    // OpenMP wait policy every region costs a wake-up of the sleeping threads, ~20 µs.
+    const Index cq = q.cols(), ck = k.cols(), total = cq + ck + v.cols();
+    double best_q = 0, best_k = 0, best_v = 0;
+    bool ok_q = true, ok_k = true, ok_v = true;
+ATTNX_OMP(parallel for schedule(static) reduction(&& : ok_q, ok_k, ok_v) reduction(max : best_q, best_k, best_v) if (q.size() + k.size() + v.size() > min_parallel_scan))
+    for (Index j = 0; j < total; ++j) {
+        if (j < cq)
+            ok_q = scan_column(q.col(j), best_q) && ok_q;
+        else if (j < cq + ck)
+            ok_k = scan_column(k.col(j - cq), best_k) && ok_k;
+        else
+            ok_v = scan_column(v.col(j - cq - ck), best_v) && ok_v;
+    }
+    if (!ok_q) check_finite(fn, "q", q);
+    if (!ok_k) check_finite(fn, "k", k);
+    if (!ok_v) check_finite(fn, "v", v);
+    mag.q = best_q;
+    mag.k = best_k;
+    mag.v = best_v;
+    mag.scanned = true;
+    return mag;
+}
+
+/// The one overflow guard of the logits s·q_i·k_j, shared by every mechanism. Every logit, and
+/// every partial sum of its dot product, is bounded by s·d·max|q|·max|k|; the kernels also form
+/// s·q (streaming) and q·k before scaling (materialised, Nyström's A), bounded by s·max|q| and
+/// d·max|q|·max|k|. Throws attnx::invalid_argument if one of these (or s itself) could exceed
+/// max(Scalar)/16, naming the bound; the caller runs it before any work. q_name and k_name
+/// name the matrices whose entries meet in the logits (Linformer: q and E K).
+template <typename Scalar>
+void check_logit_range(const char* fn, double scale, Index d, long double max_q, long double max_k,
+                       const char* q_name = "q", const char* k_name = "k") {
+    const long double limit = overflow_limit<Scalar>();
+    const long double s = scale, dd = static_cast<long double>(d);
+    const long double logits = s * dd * max_q * max_k;
+    const char* advice = "; rescale q or k, lower scale, or use double";
+    if (!(logits <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": scale * d * max|", q_name, "| * max|",
+                      k_name, "| = ", sci(scale), " * ", d, " * ", sci(max_q), " * ", sci(max_k), " = ", sci(logits),
+                      " exceeds ", sci(limit), advice);
+    if (!(s <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": scale = ", sci(scale), " exceeds ",
+                      sci(limit), advice);
+    if (!(s * max_q <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": scale * max|", q_name, "| = ", sci(scale),
+                      " * ", sci(max_q), " = ", sci(s * max_q), " exceeds ", sci(limit), advice);
+    if (!(dd * max_q * max_k <= limit))
+        throw_invalid(fn, ": logits may overflow ", scalar_name<Scalar>(), ": d * max|", q_name, "| * max|", k_name,
+                      "| = ", d, " * ", sci(max_q), " * ", sci(max_k), " = ", sci(dd * max_q * max_k), " exceeds ",
+                      sci(limit), advice);
+}
+
+/// check_finite_qkv, then check_logit_range on max|q| and max|k|: the input checks of a
+/// mechanism whose logits are s·q·k. Returns the magnitudes for check_result.
+template <typename Scalar>
+Magnitudes check_inputs(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    if (mag.scanned) check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, mag.k);
+    return mag;
+}
+
+/// The one check that runs after the work: if the inputs were scanned (check_finite on) and the
+/// output nonetheless holds NaN or Inf, some intermediate overflowed the Scalar type; throws
+/// attnx::invalid_argument naming the input magnitudes (plus `extra`, e.g. Linformer's max|E|).
+template <typename Scalar, typename Out>
+void check_result(const char* fn, const Magnitudes& mag, const Out& out, const std::string& extra = "") {
+    if (!mag.scanned || all_finite(out)) return;
+    throw_invalid(fn, ": the result overflowed ", scalar_name<Scalar>(),
+                  " (it holds non-finite values although every input is finite; max|q| = ", sci(mag.q),
+                  ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v), extra,
+                  "); rescale the inputs or use double");
+}
+
+template <typename DA, typename DB>
+void check_same_scalar() {
+    static_assert(std::is_same<typename DA::Scalar, typename DB::Scalar>::value,
+                  "attnx: all matrix arguments must have the same Scalar type");
+    static_assert(std::is_floating_point<typename DA::Scalar>::value,
+                  "attnx: the Scalar type must be float or double");
+}
+
+}  // namespace detail
+}  // namespace attnx
+
+#endif  // ATTNX_DETAIL_CHECKS_HPP
