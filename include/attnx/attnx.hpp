@@ -8,6 +8,7 @@
 #include "attnx/core.hpp"
 #include "attnx/exact.hpp"
 #include "attnx/linformer.hpp"
+#include "attnx/mechanisms.hpp"
 #include "attnx/metrics.hpp"
 #include "attnx/nystrom.hpp"
 #include "attnx/random.hpp"

@@ -117,6 +117,35 @@ void check_block_sparse_call(const char* fn, const Eigen::MatrixBase<DQ>& q, con
     check_common_options(fn, o, k.rows());
 }
 
+/// The shape and option checks of bigbird_attention (self-attention, BigBirdOptions in range).
+template <typename DQ, typename DK, typename DV>
+void check_bigbird_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                        const Eigen::MatrixBase<DV>& v, const BigBirdOptions& bigbird, const AttentionOptions& o) {
+    check_block_sparse_call(fn, q, k, v, o);
+    if (q.rows() != k.rows())
+        throw_invalid(fn, ": q has ", q.rows(), " rows but k has ", k.rows(),
+                      "; the BigBird layout is for self-attention (n_q = n_k); for cross-attention ",
+                      "build a layout with BlockLayout::from_block_mask and call block_sparse_attention");
+    check_bigbird_options(fn, q.rows(), bigbird);
+}
+
+/// The input scan, the kernel and the result check of block-sparse attention. `layout` is
+/// either given (checked by check_layout) or, with `bigbird`, built here after the input scan.
+template <typename Scalar>
+void block_sparse_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
+                          const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                          const BlockLayout* layout, const BigBirdOptions* bigbird, const AttentionOptions& o,
+                          Eigen::Ref<Matrix<Scalar>> out) {
+    const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
+    if (layout != nullptr) {
+        block_sparse_impl<Scalar>(q, k, v, *layout, o, out);
+    } else {
+        const BlockLayout built = BlockLayout::bigbird(q.rows(), *bigbird);
+        block_sparse_impl<Scalar>(q, k, v, built, o, out);
+    }
+    check_result<Scalar>(fn, mag, out);
+}
+
 }  // namespace detail
 
 /// Exact softmax attention restricted to the blocks `layout` keeps, into a caller-provided
@@ -125,15 +154,11 @@ template <typename DQ, typename DK, typename DV>
 void block_sparse_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                             const Eigen::MatrixBase<DV>& v, const BlockLayout& layout,
                             Eigen::Ref<Matrix<typename DQ::Scalar>> out, const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "block_sparse_attention";
     detail::check_block_sparse_call(fn, q, k, v, options);
     detail::check_layout(fn, layout, q.rows(), k.rows());
     detail::check_out(fn, out, q.rows(), v.cols());
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
-    detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);
-    detail::check_result<Scalar>(fn, mag, out);
+    detail::block_sparse_checked<typename DQ::Scalar>(fn, q, k, v, &layout, nullptr, options, out);
 }
 
 /// Exact softmax attention restricted to the blocks `layout` keeps (causal and key padding from
@@ -142,15 +167,11 @@ template <typename DQ, typename DK, typename DV>
 Matrix<typename DQ::Scalar> block_sparse_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                                    const Eigen::MatrixBase<DV>& v, const BlockLayout& layout,
                                                    const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "block_sparse_attention";
     detail::check_block_sparse_call(fn, q, k, v, options);
     detail::check_layout(fn, layout, q.rows(), k.rows());
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
-    Matrix<Scalar> out(q.rows(), v.cols());
-    detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);
-    detail::check_result<Scalar>(fn, mag, out);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::block_sparse_checked<typename DQ::Scalar>(fn, q, k, v, &layout, nullptr, options, out);
     return out;
 }
 
@@ -162,21 +183,22 @@ template <typename DQ, typename DK, typename DV>
 Matrix<typename DQ::Scalar> bigbird_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                               const Eigen::MatrixBase<DV>& v, const BigBirdOptions& bigbird = {},
                                               const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "bigbird_attention";
-    detail::check_block_sparse_call(fn, q, k, v, options);
-    if (q.rows() != k.rows())
-        detail::throw_invalid(fn, ": q has ", q.rows(), " rows but k has ", k.rows(),
-                              "; the BigBird layout is for self-attention (n_q = n_k); for cross-attention ",
-                              "build a layout with BlockLayout::from_block_mask and call block_sparse_attention");
-    detail::check_bigbird_options(fn, q.rows(), bigbird);
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
-    const BlockLayout layout = BlockLayout::bigbird(q.rows(), bigbird);
-    Matrix<Scalar> out(q.rows(), v.cols());
-    detail::block_sparse_impl<Scalar>(qr, kr, vr, layout, options, out);
-    detail::check_result<Scalar>(fn, mag, out);
+    detail::check_bigbird_call(fn, q, k, v, bigbird, options);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::block_sparse_checked<typename DQ::Scalar>(fn, q, k, v, nullptr, &bigbird, options, out);
     return out;
+}
+
+/// As above, writing into a caller-provided n x d_v buffer.
+template <typename DQ, typename DK, typename DV>
+void bigbird_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                       Eigen::Ref<Matrix<typename DQ::Scalar>> out, const BigBirdOptions& bigbird = {},
+                       const AttentionOptions& options = {}) {
+    constexpr const char* fn = "bigbird_attention";
+    detail::check_bigbird_call(fn, q, k, v, bigbird, options);
+    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::block_sparse_checked<typename DQ::Scalar>(fn, q, k, v, nullptr, &bigbird, options, out);
 }
 
 }  // namespace attnx

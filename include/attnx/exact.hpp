@@ -90,59 +90,53 @@ void check_exact_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eige
     check_exact_options(fn, o, k.rows());
 }
 
+/// The input scan, the kernel and the result check of exact attention (the shapes and options
+/// were checked by check_exact_call).
+template <typename Scalar>
+void exact_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                   const Eigen::Ref<const Matrix<Scalar>>& v, const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
+    exact_impl<Scalar>(q, k, v, o, out);
+    check_result<Scalar>(fn, mag, out);
+}
+
 }  // namespace detail
 
 /// softmax(s · Q Kᵀ + mask) V into a caller-provided n_q x d_v buffer (reuse across calls).
 template <typename DQ, typename DK, typename DV>
 void exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
                      Eigen::Ref<Matrix<typename DQ::Scalar>> out, const ExactOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "exact_attention";
     detail::check_exact_call(fn, q, k, v, options);
     detail::check_out(fn, out, q.rows(), v.cols());
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
-    detail::exact_impl<Scalar>(qr, kr, vr, options, out);
-    detail::check_result<Scalar>(fn, mag, out);
+    detail::exact_checked<typename DQ::Scalar>(fn, q, k, v, options, out);
 }
 
 /// softmax(s · Q Kᵀ + mask) V. Q is n_q x d, K is n_k x d, V is n_k x d_v; returns n_q x d_v.
 template <typename DQ, typename DK, typename DV>
 Matrix<typename DQ::Scalar> exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                             const Eigen::MatrixBase<DV>& v, const ExactOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "exact_attention";
     detail::check_exact_call(fn, q, k, v, options);
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, options, qr, kr, vr);
-    Matrix<Scalar> out(q.rows(), v.cols());
-    detail::exact_impl<Scalar>(qr, kr, vr, options, out);
-    detail::check_result<Scalar>(fn, mag, out);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::exact_checked<typename DQ::Scalar>(fn, q, k, v, options, out);
     return out;
 }
 
 /// The n_q x n_k matrix of attention probabilities softmax(s · Q Kᵀ + mask), for analysis
-/// at small n (it is O(n_q · n_k) memory). Fully masked rows are zero.
+/// at small n (it is O(n_q · n_k) memory). Fully masked rows are zero. Same checks as
+/// exact_attention (shapes of q and k, options, the input scan and the logit bound).
 template <typename DQ, typename DK>
 Matrix<typename DQ::Scalar> attention_matrix(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                              const AttentionOptions& options = {}) {
     using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "attention_matrix";
     detail::check_same_scalar<DQ, DK>();
-    detail::check_nonempty(fn, "q", q);
-    detail::check_nonempty(fn, "k", k);
-    if (k.cols() != q.cols())
-        detail::throw_invalid(fn, ": k has ", k.cols(), " columns but q has ", q.cols(), " (q is ",
-                              detail::shape_of(q), ", k is ", detail::shape_of(k), ")");
+    const Matrix<Scalar> no_values(k.rows(), 0);  // attention_matrix has no V: an n_k x 0 stand-in
+    detail::check_qkv(fn, q, k, no_values, /*values_needed=*/false);
     detail::check_common_options(fn, options, k.rows());
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k);
-    if (options.check_finite) {
-        long double max_q = 0, max_k = 0;
-        if (!detail::finite_max_abs(qr, max_q)) detail::check_finite(fn, "q", qr);
-        if (!detail::finite_max_abs(kr, max_k)) detail::check_finite(fn, "k", kr);
-        detail::check_logit_range<Scalar>(fn, detail::resolve_scale_double(options, qr.cols()), qr.cols(), max_q,
-                                          max_k);
-    }
+    detail::check_inputs<Scalar>(fn, options, qr, kr, no_values);
     Matrix<Scalar> pt(kr.rows(), qr.rows());
     detail::materialized_attention<Scalar>(qr, kr, detail::resolve_scale<Scalar>(options, qr.cols()),
                                            detail::make_mask(options, qr.rows(), kr.rows()), pt);

@@ -256,29 +256,36 @@ ATTNX_OMP(for schedule(dynamic, 1))
     }
 }
 
+/// The attention of Q against the k projected keys kp = E K and values vp = F V. Every projected
+/// key is visible: the key padding mask acted in the projection.
 template <typename Scalar>
-void linformer_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
-                    const Eigen::Ref<const Matrix<Scalar>>& v, const Eigen::Ref<const Matrix<Scalar>>& e,
-                    const Eigen::Ref<const Matrix<Scalar>>& f, const AttentionOptions& o,
-                    Eigen::Ref<Matrix<Scalar>> out, const char* fn = "linformer_attention",
-                    const Magnitudes& mag = Magnitudes(), long double max_e = 0, long double max_f = 0) {
+void linformer_attend(const Eigen::Ref<const Matrix<Scalar>>& q, const Matrix<Scalar>& kp, const Matrix<Scalar>& vp,
+                      const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
     constexpr Index query_tile = 128;
     constexpr Index max_key_tile = 512;
-    Matrix<Scalar> kp, vp;
-    linformer_project<Scalar>(e, f, k, v, o.key_padding_mask, kp, vp);
-    if (mag.scanned) {
-        long double max_kp = 0, max_vp = 0;
-        const bool kp_ok = finite_max_abs(kp, max_kp), vp_ok = finite_max_abs(vp, max_vp);
-        if (!kp_ok || !vp_ok)
-            throw_invalid(fn, ": the projection ", kp_ok ? "F V" : "E K", " overflowed ", scalar_name<Scalar>(),
-                          " (n_k = ", k.rows(), ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v),
-                          ", max|E| = ", sci(max_e), ", max|F| = ", sci(max_f),
-                          "); rescale k, v or the projections, or use double");
-        check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, max_kp, "q", "E K");
-    }
-    // Every projected key is visible: the mask acted in the projection.
     dense_online_attention<Scalar>(q, kp, vp, resolve_scale<Scalar>(o, q.cols()), MaskSpec{}, query_tile,
                                    std::min(max_key_tile, kp.rows()), out);
+}
+
+/// max|E| and max|F|: known when a LinformerProjection computed them as it was made, else
+/// scanned per call (raw E, F). Only the overflow messages use them.
+struct ProjectionMagnitudes {
+    bool known = false;
+    long double e = 0, f = 0;
+};
+
+/// The check between the projection and the attention (with check_finite on): E K and F V must
+/// not have overflowed, and the logits s·q·(E K) must fit the Scalar type.
+template <typename Scalar>
+void check_projection(const char* fn, const AttentionOptions& o, Index n_k, const Magnitudes& mag,
+                      const ProjectionMagnitudes& pm, Index d, const Matrix<Scalar>& kp, const Matrix<Scalar>& vp) {
+    long double max_kp = 0, max_vp = 0;
+    const bool kp_ok = finite_max_abs(kp, max_kp), vp_ok = finite_max_abs(vp, max_vp);
+    if (!kp_ok || !vp_ok)
+        throw_invalid(fn, ": the projection ", kp_ok ? "F V" : "E K", " overflowed ", scalar_name<Scalar>(),
+                      " (n_k = ", n_k, ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v), ", max|E| = ", sci(pm.e),
+                      ", max|F| = ", sci(pm.f), "); rescale k, v or the projections, or use double");
+    check_logit_range<Scalar>(fn, resolve_scale_double(o, d), d, mag.q, max_kp, "q", "E K");
 }
 
 inline void check_linformer_options(const char* fn, const AttentionOptions& o, Index n_k) {
@@ -331,30 +338,37 @@ void check_linformer_projection(const char* fn, const Eigen::MatrixBase<DQ>& q, 
     check_linformer_options(fn, o, k.rows());
 }
 
-/// The input checks of Q, K, V (and of raw E, F), the projections and the attention, and the
-/// result check. `projection_max` is null for raw E, F, which are then scanned for NaN/Inf and
-/// their magnitudes (k x n_k, as many reads as the projection itself); a LinformerProjection
-/// was checked when it was made and passes {max|E|, max|F|} (only the messages use them).
+/// The entry skeleton of Linformer: the input scan of Q, K, V (and of raw E, F), the projection,
+/// check_projection, the attention, and the result check. `pm` is unknown for raw E, F, which are
+/// then scanned for NaN/Inf and their magnitudes (k x n_k, as many reads as the projection itself).
 template <typename Scalar>
 void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                        const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
-                       const long double* projection_max, const AttentionOptions& o,
-                       Eigen::Ref<Matrix<Scalar>> out) {
+                       ProjectionMagnitudes pm, const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
     const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
-    long double max_e = 0, max_f = 0;
-    if (projection_max != nullptr) {
-        max_e = projection_max[0];
-        max_f = projection_max[1];
-    } else if (o.check_finite) {
-        if (!finite_max_abs(e, max_e)) check_finite(fn, "e", e);
+    if (!pm.known && o.check_finite) {
+        if (!finite_max_abs(e, pm.e)) check_finite(fn, "e", e);
         if (f.data() == e.data())
-            max_f = max_e;
-        else if (!finite_max_abs(f, max_f))
+            pm.f = pm.e;
+        else if (!finite_max_abs(f, pm.f))
             check_finite(fn, "f", f);
     }
-    linformer_impl<Scalar>(q, k, v, e, f, o, out, fn, mag, max_e, max_f);
-    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(max_e) + ", max|F| = " + sci(max_f));
+    Matrix<Scalar> kp, vp;
+    linformer_project<Scalar>(e, f, k, v, o.key_padding_mask, kp, vp);
+    if (mag.scanned) check_projection<Scalar>(fn, o, k.rows(), mag, pm, q.cols(), kp, vp);
+    linformer_attend<Scalar>(q, kp, vp, o, out);
+    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(pm.e) + ", max|F| = " + sci(pm.f));
+}
+
+/// The magnitudes a LinformerProjection computed when it was made.
+template <typename Scalar>
+ProjectionMagnitudes magnitudes_of(const LinformerProjection<Scalar>& p) {
+    ProjectionMagnitudes pm;
+    pm.known = true;
+    pm.e = p.max_abs_e();
+    pm.f = p.max_abs_f();
+    return pm;
 }
 
 }  // namespace detail
@@ -366,12 +380,10 @@ template <typename DQ, typename DK, typename DV, typename DE, typename DF>
 Matrix<typename DQ::Scalar> linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                                 const Eigen::MatrixBase<DV>& v, const Eigen::MatrixBase<DE>& e,
                                                 const Eigen::MatrixBase<DF>& f, const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_raw(fn, q, k, v, e, f, options);
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(e), fr(f);
-    Matrix<Scalar> out(q.rows(), v.cols());
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, nullptr, options, out);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::linformer_checked<typename DQ::Scalar>(fn, q, k, v, e, f, {}, options, out);
     return out;
 }
 
@@ -382,12 +394,10 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
                          const Eigen::MatrixBase<DV>& v, const Eigen::MatrixBase<DE>& e,
                          const Eigen::MatrixBase<DF>& f, Eigen::Ref<Matrix<typename DQ::Scalar>> out,
                          const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_raw(fn, q, k, v, e, f, options);
     detail::check_out(fn, out, q.rows(), v.cols());
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(e), fr(f);
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, nullptr, options, out);
+    detail::linformer_checked<typename DQ::Scalar>(fn, q, k, v, e, f, {}, options, out);
 }
 
 /// softmax(s · Q (E K)ᵀ) (F V) with the first n_k columns of the projection's E and F
@@ -397,15 +407,12 @@ Matrix<typename DQ::Scalar> linformer_attention(const Eigen::MatrixBase<DQ>& q, 
                                                 const Eigen::MatrixBase<DV>& v,
                                                 const LinformerProjection<PScalar>& projection,
                                                 const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_projection(fn, q, k, v, projection, options);
     const Index n_k = k.rows();
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(projection.e().leftCols(n_k)),
-        fr(projection.f().leftCols(n_k));
-    Matrix<Scalar> out(q.rows(), v.cols());
-    const long double pmax[2] = {projection.max_abs_e(), projection.max_abs_f()};
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, pmax, options, out);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::linformer_checked<PScalar>(fn, q, k, v, projection.e().leftCols(n_k), projection.f().leftCols(n_k),
+                                       detail::magnitudes_of(projection), options, out);
     return out;
 }
 
@@ -414,15 +421,12 @@ template <typename DQ, typename DK, typename DV, typename PScalar>
 void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                          const Eigen::MatrixBase<DV>& v, const LinformerProjection<PScalar>& projection,
                          Eigen::Ref<Matrix<typename DQ::Scalar>> out, const AttentionOptions& options = {}) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_projection(fn, q, k, v, projection, options);
     detail::check_out(fn, out, q.rows(), v.cols());
     const Index n_k = k.rows();
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), er(projection.e().leftCols(n_k)),
-        fr(projection.f().leftCols(n_k));
-    const long double pmax[2] = {projection.max_abs_e(), projection.max_abs_f()};
-    detail::linformer_checked<Scalar>(fn, qr, kr, vr, er, fr, pmax, options, out);
+    detail::linformer_checked<PScalar>(fn, q, k, v, projection.e().leftCols(n_k), projection.f().leftCols(n_k),
+                                       detail::magnitudes_of(projection), options, out);
 }
 
 }  // namespace attnx

@@ -85,6 +85,10 @@ struct NystromOptions : AttentionOptions {
     /// (zero-padded "same" cross-correlation, as PyTorch's Conv2d((len, 1)) computes it).
     /// Needs n_q == n_k (self-attention).
     std::vector<double> conv_kernel;
+
+    NystromOptions() = default;
+    /// Implicit from the common options (attnx's options rule, core.hpp).
+    NystromOptions(const AttentionOptions& common) : AttentionOptions(common) {}  // NOLINT(google-explicit-constructor)
 };
 
 /// Numerical diagnostics of one call (not errors): how well Z inverts A.
@@ -260,12 +264,10 @@ template <typename DQ, typename DK, typename DV>
 Matrix<typename DQ::Scalar> nystrom_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                               const Eigen::MatrixBase<DV>& v, const NystromOptions& options = {},
                                               NystromReport* report = nullptr) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "nystrom_attention";
     detail::check_nystrom_call(fn, q, k, v, options);
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    Matrix<Scalar> out(q.rows(), v.cols());
-    detail::nystrom_checked<Scalar>(fn, qr, kr, vr, options, out, report);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::nystrom_checked<typename DQ::Scalar>(fn, q, k, v, options, out, report);
     return out;
 }
 
@@ -275,12 +277,10 @@ template <typename DQ, typename DK, typename DV>
 void nystrom_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
                        Eigen::Ref<Matrix<typename DQ::Scalar>> out, const NystromOptions& options = {},
                        NystromReport* report = nullptr) {
-    using Scalar = typename DQ::Scalar;
     constexpr const char* fn = "nystrom_attention";
     detail::check_nystrom_call(fn, q, k, v, options);
     detail::check_out(fn, out, q.rows(), v.cols());
-    const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-    detail::nystrom_checked<Scalar>(fn, qr, kr, vr, options, out, report);
+    detail::nystrom_checked<typename DQ::Scalar>(fn, q, k, v, options, out, report);
 }
 
 }  // namespace attnx

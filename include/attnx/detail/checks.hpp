@@ -52,12 +52,13 @@ void check_out(const char* fn, const Eigen::EigenBase<Derived>& out, Index n_q, 
 }
 
 /// Shapes of Q (n_q x d), K (n_k x d), V (n_k x d_v); looks only at rows and cols.
+/// values_needed = false for attention_matrix, which has no V (it passes an n_k x 0 stand-in).
 template <typename DQ, typename DK, typename DV>
 void check_qkv(const char* fn, const Eigen::EigenBase<DQ>& q, const Eigen::EigenBase<DK>& k,
-               const Eigen::EigenBase<DV>& v) {
+               const Eigen::EigenBase<DV>& v, bool values_needed = true) {
     check_nonempty(fn, "q", q);
     check_nonempty(fn, "k", k);
-    check_nonempty(fn, "v", v);
+    if (values_needed) check_nonempty(fn, "v", v);
     if (k.cols() != q.cols())
         throw_invalid(fn, ": k has ", k.cols(), " columns but q has ", q.cols(), " (q is ", shape_of(q),
                       ", k is ", shape_of(k), "; both need the same head dimension d)");
