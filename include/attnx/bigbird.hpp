@@ -100,12 +100,17 @@ void block_sparse_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::R
 
 inline void check_layout(const char* fn, const BlockLayout& layout, Index n_q, Index n_k) {
     if (layout.block_size() < 1)
-        throw_invalid(fn, ": layout is empty (default-constructed); build it with BlockLayout::bigbird, ",
+        throw_invalid(fn, ": layout is empty (default-constructed or moved-from); build it with BlockLayout::bigbird, ",
                       "longformer, dense or from_block_mask for n_q = ", n_q, " queries and n_k = ", n_k, " keys");
     if (layout.n_q() != n_q || layout.n_k() != n_k)
         throw_invalid(fn, ": layout was built for n_q = ", layout.n_q(), " queries and n_k = ", layout.n_k(),
                       " keys (block ", layout.block_size(), ", ", layout.query_blocks(), "x", layout.key_blocks(),
                       " blocks) but q has ", n_q, " rows and k has ", n_k, " rows");
+    if (!layout.consistent())
+        throw_invalid(fn, ": layout is inconsistent: its block lists do not match its sizes (n_q = ", layout.n_q(),
+                      ", n_k = ", layout.n_k(), ", block ", layout.block_size(), ", ", layout.query_blocks(), "x",
+                      layout.key_blocks(), " blocks, ", layout.kept_blocks(),
+                      " kept); build it with a BlockLayout builder");
 }
 
 template <typename DQ, typename DK, typename DV>
@@ -157,7 +162,7 @@ void block_sparse_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixB
     constexpr const char* fn = "block_sparse_attention";
     detail::check_block_sparse_call(fn, q, k, v, options);
     detail::check_layout(fn, layout, q.rows(), k.rows());
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
     detail::block_sparse_checked<typename DQ::Scalar>(fn, q, k, v, &layout, nullptr, options, out);
 }
 
@@ -197,7 +202,7 @@ void bigbird_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<D
                        const AttentionOptions& options = {}) {
     constexpr const char* fn = "bigbird_attention";
     detail::check_bigbird_call(fn, q, k, v, bigbird, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
     detail::block_sparse_checked<typename DQ::Scalar>(fn, q, k, v, nullptr, &bigbird, options, out);
 }
 

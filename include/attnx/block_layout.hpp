@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <ostream>
 #include <stdexcept>
 #include <string>
@@ -90,7 +91,6 @@ inline void check_bigbird_options(const char* fn, Index n, const BigBirdOptions&
         throw_invalid(fn, ": random (", o.random, ") must be >= 0 (random key blocks per query block)");
 }
 
-inline Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
 
 }  // namespace detail
 
@@ -100,6 +100,17 @@ class BlockLayout {
 public:
     /// An empty layout (0 x 0); block_sparse_attention rejects it.
     BlockLayout() = default;
+    BlockLayout(const BlockLayout&) = default;
+    BlockLayout& operator=(const BlockLayout&) = default;
+    /// A moved-from layout is empty (as default-constructed), never half-valid.
+    BlockLayout(BlockLayout&& other) noexcept { swap(other); }
+    BlockLayout& operator=(BlockLayout&& other) noexcept {
+        BlockLayout empty;
+        swap(empty);
+        swap(other);
+        return *this;
+    }
+    ~BlockLayout() = default;
 
     /// BigBird self-attention layout for n tokens (see BigBirdOptions for every field).
     /// Non-global query block i keeps: its window, the global key blocks, and min(r, free_i)
@@ -184,6 +195,11 @@ public:
 
     /// From a block mask whose blocks are all full: n_q = mask.rows() · block, n_k = mask.cols() · block.
     static BlockLayout from_block_mask(const BlockMask& mask, Index block) {
+        detail::check_block_size("BlockLayout::from_block_mask", block);
+        const Index most = std::max(mask.rows(), mask.cols());
+        if (most > 0 && block > std::numeric_limits<Index>::max() / most)
+            detail::throw_invalid("BlockLayout::from_block_mask: mask is ", detail::shape_of(mask), " blocks of ", block,
+                                  " tokens: the sizes overflow Index; pass n_q and n_k explicitly");
         constexpr const char* fn = "BlockLayout::from_block_mask";
         detail::check_block_size(fn, block);
         if (mask.rows() == 0 || mask.cols() == 0)
@@ -293,13 +309,42 @@ public:
     }
     friend bool operator!=(const BlockLayout& a, const BlockLayout& b) { return !(a == b); }
 
+    /// True if the stored CSR is internally consistent with the sizes: nb_q + 1 non-decreasing
+    /// row pointers from 0 to the number of kept blocks, every kept key block < nb_k. O(nb_q +
+    /// kept blocks); block_sparse_attention runs it on every call (a layout is a value the caller
+    /// may have built, copied or moved in any way).
+    bool consistent() const {
+        if (m_block < 1 || m_n_q < 1 || m_n_k < 1) return false;
+        if (m_nb_q != detail::ceil_div(m_n_q, m_block) || m_nb_k != detail::ceil_div(m_n_k, m_block)) return false;
+        if (m_row_ptr.size() != ux(m_nb_q) + 1 || m_row_ptr.front() != 0 ||
+            m_row_ptr.back() != static_cast<Index>(m_col_idx.size()))
+            return false;
+        for (std::size_t i = 0; i + 1 < m_row_ptr.size(); ++i)
+            if (m_row_ptr[i + 1] < m_row_ptr[i]) return false;
+        for (Index j : m_col_idx)
+            if (j < 0 || j >= m_nb_k) return false;
+        return true;
+    }
+
 private:
+    void swap(BlockLayout& o) noexcept {
+        std::swap(m_block, o.m_block);
+        std::swap(m_n_q, o.m_n_q);
+        std::swap(m_n_k, o.m_n_k);
+        std::swap(m_nb_q, o.m_nb_q);
+        std::swap(m_nb_k, o.m_nb_k);
+        m_row_ptr.swap(o.m_row_ptr);
+        m_col_idx.swap(o.m_col_idx);
+    }
+
+    /// A block longer than both sequences is one block: the stored block size is clamped to
+    /// max(n_q, n_k), which leaves the layout the same and keeps every product i·b in range.
     BlockLayout(Index block, Index n_q, Index n_k)
-        : m_block(block),
+        : m_block(std::min(block, std::max(n_q, n_k))),
           m_n_q(n_q),
           m_n_k(n_k),
-          m_nb_q(detail::ceil_div(n_q, block)),
-          m_nb_k(detail::ceil_div(n_k, block)) {
+          m_nb_q(detail::ceil_div(n_q, m_block)),
+          m_nb_k(detail::ceil_div(n_k, m_block)) {
         m_row_ptr.reserve(static_cast<std::size_t>(m_nb_q) + 1);  // holds {0} already
     }
 

@@ -57,6 +57,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -95,6 +96,9 @@ public:
         constexpr const char* fn = "LinformerProjection::gaussian";
         if (k < 1) detail::throw_invalid(fn, ": k (", k, ") must be >= 1 (the number of projected keys)");
         if (n_max < 1) detail::throw_invalid(fn, ": n_max (", n_max, ") must be >= 1 (the longest sequence)");
+        if (k > std::numeric_limits<Index>::max() / n_max)
+            detail::throw_invalid(fn, ": k * n_max = ", k, " * ", n_max,
+                                  " entries overflow Index (k is the number of projected keys, at most n_max is useful)");
         Matrix<Scalar> e = draw(k, n_max, seed, e_stream);
         Matrix<Scalar> f;
         if (sharing == LinformerSharing::Separate) f = draw(k, n_max, seed, f_stream);
@@ -198,9 +202,9 @@ void linformer_project(const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::R
                        const std::vector<bool>& padding, Matrix<Scalar>& kp, Matrix<Scalar>& vp) {
     const Index n = k.rows(), r = e.rows(), d = k.cols(), dv = v.cols();
     const Index block = linformer_key_block(n);
-    const Index n_blocks = (n + block - 1) / block;
-    const Index blocks_per_part = (n_blocks + linformer_max_parts - 1) / linformer_max_parts;
-    const Index parts = (n_blocks + blocks_per_part - 1) / blocks_per_part;
+    const Index n_blocks = ceil_div(n, block);
+    const Index blocks_per_part = ceil_div(n_blocks, linformer_max_parts);
+    const Index parts = ceil_div(n_blocks, blocks_per_part);
     const bool masked = !padding.empty();
 
     // Part p accumulates into columns [p*d, (p+1)*d) of part_k (and likewise part_v).
@@ -208,46 +212,54 @@ void linformer_project(const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::R
 
     // Always a parallel region: inside a team of several threads Eigen's products run
     // single-threaded (same blocking, hence the same rounding, for any thread count).
-ATTNX_OMP(parallel)
+    // Zero-padded copies of a key block (only with a mask), one per thread, allocated before
+    // the region; the products may still allocate (Eigen's blocking), hence RegionErrors.
+    const int team = team_size();
+    std::vector<Matrix<Scalar>> kbufs(static_cast<std::size_t>(masked ? team : 0));
+    std::vector<Matrix<Scalar>> vbufs(kbufs.size());
+    for (std::size_t t = 0; t < kbufs.size(); ++t) {
+        kbufs[t].resize(std::min(block, n), d);
+        vbufs[t].resize(std::min(block, n), dv);
+    }
+    RegionErrors errors;
+ATTNX_OMP(parallel num_threads(team))
     {
-        Matrix<Scalar> kbuf, vbuf;  // zero-padded copies of a key block, only with a mask
-        if (masked) {
-            kbuf.resize(std::min(block, n), d);
-            vbuf.resize(std::min(block, n), dv);
-        }
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < parts; ++p) {
-            auto acc_k = part_k.middleCols(p * d, d);
-            auto acc_v = part_v.middleCols(p * dv, dv);
-            acc_k.setZero();
-            acc_v.setZero();
-            const Index b_end = std::min(n_blocks, (p + 1) * blocks_per_part);
-            for (Index b = p * blocks_per_part; b < b_end; ++b) {
-                const Index j0 = b * block, len = std::min(block, n - j0);
-                Index n_pad = 0;
-                if (masked)
-                    for (Index j = j0; j < j0 + len; ++j) n_pad += padding[static_cast<std::size_t>(j)] ? 1 : 0;
-                if (n_pad == len) continue;  // every key of the block is padding: it adds nothing
-                if (n_pad == 0) {
-                    acc_k.noalias() += e.middleCols(j0, len) * k.middleRows(j0, len);
-                    acc_v.noalias() += f.middleCols(j0, len) * v.middleRows(j0, len);
-                    continue;
-                }
-                // Padded rows are set to zero (not multiplied by zero), so any finite value vanishes.
-                auto kb = kbuf.topRows(len);
-                auto vb = vbuf.topRows(len);
-                kb = k.middleRows(j0, len);
-                vb = v.middleRows(j0, len);
-                for (Index j = 0; j < len; ++j)
-                    if (padding[static_cast<std::size_t>(j0 + j)]) {
-                        kb.row(j).setZero();
-                        vb.row(j).setZero();
+            errors.run([&] {
+                auto acc_k = part_k.middleCols(p * d, d);
+                auto acc_v = part_v.middleCols(p * dv, dv);
+                acc_k.setZero();
+                acc_v.setZero();
+                const Index b_end = std::min(n_blocks, (p + 1) * blocks_per_part);
+                for (Index b = p * blocks_per_part; b < b_end; ++b) {
+                    const Index j0 = b * block, len = std::min(block, n - j0);
+                    Index n_pad = 0;
+                    if (masked)
+                        for (Index j = j0; j < j0 + len; ++j) n_pad += padding[static_cast<std::size_t>(j)] ? 1 : 0;
+                    if (n_pad == len) continue;  // every key of the block is padding: it adds nothing
+                    if (n_pad == 0) {
+                        acc_k.noalias() += e.middleCols(j0, len) * k.middleRows(j0, len);
+                        acc_v.noalias() += f.middleCols(j0, len) * v.middleRows(j0, len);
+                        continue;
                     }
-                acc_k.noalias() += e.middleCols(j0, len) * kb;
-                acc_v.noalias() += f.middleCols(j0, len) * vb;
-            }
+                    // Padded rows are set to zero (not multiplied by zero), so any finite value vanishes.
+                    auto kb = kbufs[static_cast<std::size_t>(thread_index())].topRows(len);
+                    auto vb = vbufs[static_cast<std::size_t>(thread_index())].topRows(len);
+                    kb = k.middleRows(j0, len);
+                    vb = v.middleRows(j0, len);
+                    for (Index j = 0; j < len; ++j)
+                        if (padding[static_cast<std::size_t>(j0 + j)]) {
+                            kb.row(j).setZero();
+                            vb.row(j).setZero();
+                        }
+                    acc_k.noalias() += e.middleCols(j0, len) * kb;
+                    acc_v.noalias() += f.middleCols(j0, len) * vb;
+                }
+            });
         }
     }
+    errors.rethrow();
     kp = part_k.leftCols(d);
     vp = part_v.leftCols(dv);
     for (Index p = 1; p < parts; ++p) {
@@ -396,7 +408,9 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
                          const AttentionOptions& options = {}) {
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_raw(fn, q, k, v, e, f, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
+    detail::check_no_overlap(fn, out, "e", e);
+    detail::check_no_overlap(fn, out, "f", f);
     detail::linformer_checked<typename DQ::Scalar>(fn, q, k, v, e, f, {}, options, out);
 }
 
@@ -423,7 +437,9 @@ void linformer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
                          Eigen::Ref<Matrix<typename DQ::Scalar>> out, const AttentionOptions& options = {}) {
     constexpr const char* fn = "linformer_attention";
     detail::check_linformer_projection(fn, q, k, v, projection, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
+    detail::check_no_overlap(fn, out, "the projection's e", projection.e());
+    detail::check_no_overlap(fn, out, "the projection's f", projection.f());
     const Index n_k = k.rows();
     detail::linformer_checked<PScalar>(fn, q, k, v, projection.e().leftCols(n_k), projection.f().leftCols(n_k),
                                        detail::magnitudes_of(projection), options, out);

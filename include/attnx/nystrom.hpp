@@ -116,7 +116,7 @@ inline void check_nystrom_options(const char* fn, const NystromOptions& o, Index
     const Index r_k = count_unpadded(o.key_padding_mask, n_k);
     if (m < 1)
         throw_invalid(fn, ": num_landmarks (m = ", m, ") must satisfy 1 <= m <= n (n = k.rows() = ", n_k, ")");
-    if (m > r_k) {
+    if (m > r_k && r_k > 0) {  // every key padded: zero rows, whatever m (see nystrom_checked)
         if (r_k == n_k)
             throw_invalid(fn, ": num_landmarks (m = ", m, ") must satisfy 1 <= m <= n (n = k.rows() = ", n_k,
                           "): each landmark is the mean of at least one key");
@@ -159,7 +159,7 @@ void add_conv_skip(const Eigen::Ref<const Matrix<Scalar>>& v, const std::vector<
         src = &zeroed;
     }
     constexpr Index chunk = 256;
-    const Index n_chunks = (n + chunk - 1) / chunk;
+    const Index n_chunks = ceil_div(n, chunk);
 ATTNX_OMP(parallel for schedule(static) if (n_chunks > 1))
     for (Index c = 0; c < n_chunks; ++c) {
         const Index r0 = c * chunk, r1 = std::min(n, r0 + chunk);
@@ -251,6 +251,13 @@ void nystrom_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                 throw_invalid(fn, ": conv_kernel[", t, "] = ", o.conv_kernel[t], " exceeds the range of ",
                               scalar_name<Scalar>(), " (max/16 = ", sci(overflow_limit<Scalar>()), ")");
     NystromReport r;
+    if (count_unpadded(o.key_padding_mask, k.rows()) == 0) {
+        // No query sees any key: zero rows, as in every mechanism (the landmarks and A do not
+        // exist, so the report stays empty). The conv skip of padded values is zero too.
+        out.setZero();
+        if (report != nullptr) *report = r;
+        return;
+    }
     nystrom_impl<Scalar>(q, k, v, o, out, report != nullptr ? &r : nullptr);
     check_result<Scalar>(fn, mag, out);
     if (report != nullptr) *report = r;
@@ -279,7 +286,7 @@ void nystrom_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<D
                        NystromReport* report = nullptr) {
     constexpr const char* fn = "nystrom_attention";
     detail::check_nystrom_call(fn, q, k, v, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
     detail::nystrom_checked<typename DQ::Scalar>(fn, q, k, v, options, out, report);
 }
 

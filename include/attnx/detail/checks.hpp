@@ -10,10 +10,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "attnx/core.hpp"
 #include "attnx/detail/parallel.hpp"
@@ -21,6 +23,10 @@
 namespace attnx {
 namespace detail {
 
+
+/// ceil(a / b) for a >= 0 and b >= 1, without the overflow of (a + b - 1) / b near the Index
+/// limit (a tile or block option of INT64_MAX is valid input: it means one tile).
+constexpr Index ceil_div(Index a, Index b) { return a / b + (a % b != 0 ? 1 : 0); }
 
 /// Builds a message from its parts and throws attnx::invalid_argument.
 template <class... Parts>
@@ -44,11 +50,47 @@ void check_nonempty(const char* fn, const char* name, const Eigen::EigenBase<Der
         throw_invalid(fn, ": ", name, " is empty (", shape_of(m), "); it needs at least one row and one column");
 }
 
-/// Shape of a caller-provided output buffer: n_q x d_v.
+/// The bytes [begin, end) that a matrix argument occupies, from its first to its last entry
+/// (strides included); empty for an expression without storage of its own, which is
+/// evaluated into a temporary when it is bound, before any kernel writes.
+struct MemoryRange {
+    std::uintptr_t begin = 0, end = 0;
+    bool overlaps(const MemoryRange& o) const { return begin < o.end && o.begin < end; }
+};
+
 template <typename Derived>
-void check_out(const char* fn, const Eigen::EigenBase<Derived>& out, Index n_q, Index dv) {
-    if (out.rows() != n_q || out.cols() != dv)
-        throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", n_q, "x", dv);
+MemoryRange memory_range(const Eigen::MatrixBase<Derived>& m) {
+    MemoryRange r;
+    if constexpr ((static_cast<unsigned>(Derived::Flags) & Eigen::DirectAccessBit) != 0) {
+        const Derived& x = m.derived();
+        if (x.size() == 0) return r;
+        const Index last = (x.outerSize() - 1) * x.outerStride() + (x.innerSize() - 1) * x.innerStride();
+        r.begin = reinterpret_cast<std::uintptr_t>(x.data());
+        r.end = r.begin + static_cast<std::uintptr_t>(last + 1) * sizeof(typename Derived::Scalar);
+    }
+    return r;
+}
+
+/// attnx does not compute in place: throws if out's memory range overlaps the input `name`'s
+/// (conservative: two strided views of one buffer whose ranges interleave count as overlapping).
+template <typename DOut, typename DIn>
+void check_no_overlap(const char* fn, const Eigen::MatrixBase<DOut>& out, const char* name,
+                      const Eigen::MatrixBase<DIn>& in) {
+    if (memory_range(out).overlaps(memory_range(in)))
+        throw_invalid(fn, ": out (", shape_of(out), ") shares memory with ", name, " (", shape_of(in),
+                      "); the kernel would overwrite an input it still reads. Pass a separate output buffer ",
+                      "(attnx does not compute in place)");
+}
+
+/// A caller-provided output buffer: n_q x d_v, and no memory shared with q, k or v.
+template <typename DOut, typename DQ, typename DK, typename DV>
+void check_out(const char* fn, const Eigen::MatrixBase<DOut>& out, const Eigen::MatrixBase<DQ>& q,
+               const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v) {
+    if (out.rows() != q.rows() || out.cols() != v.cols())
+        throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", q.rows(), "x", v.cols());
+    check_no_overlap(fn, out, "q", q);
+    check_no_overlap(fn, out, "k", k);
+    check_no_overlap(fn, out, "v", v);
 }
 
 /// Shapes of Q (n_q x d), K (n_k x d), V (n_k x d_v); looks only at rows and cols.
@@ -223,13 +265,40 @@ void check_logit_range(const char* fn, double scale, Index d, long double max_q,
                       sci(limit), advice);
 }
 
+/// True if every bound of check_logit_range holds.
+template <typename Scalar>
+bool logits_fit(double scale, Index d, long double max_q, long double max_k) {
+    const long double limit = overflow_limit<Scalar>(), s = scale, dd = static_cast<long double>(d);
+    return s * dd * max_q * max_k <= limit && s <= limit && s * max_q <= limit && dd * max_q * max_k <= limit;
+}
+
+/// max |x_ij| over the rows of x that are not padding (0 if every row is).
+template <typename Scalar>
+long double max_abs_unpadded(const Eigen::Ref<const Matrix<Scalar>>& x, const std::vector<bool>& padding) {
+    long double mx = 0;
+    for (Index i = 0; i < x.rows(); ++i)
+        if (!padding[static_cast<std::size_t>(i)])
+            mx = std::max(mx, static_cast<long double>(x.row(i).cwiseAbs().maxCoeff()));
+    return mx;
+}
+
 /// check_finite_qkv, then check_logit_range on max|q| and max|k|: the input checks of a
 /// mechanism whose logits are s·q·k. Returns the magnitudes for check_result.
+/// Padded keys and values must be finite (0·NaN would still be NaN) but never enter a logit or
+/// a weighted sum (every mechanism masks them, or zeroes them before a projection), so when the
+/// bound fails and there is a key padding mask, max|k| and max|v| are taken again over the
+/// unpadded rows only (a second O(n·d) pass, on that rare path alone).
 template <typename Scalar>
 Magnitudes check_inputs(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
                         const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
-    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
-    if (mag.scanned) check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, mag.k);
+    Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    if (!mag.scanned) return mag;
+    const double s = resolve_scale_double(o, q.cols());
+    if (!o.key_padding_mask.empty() && !logits_fit<Scalar>(s, q.cols(), mag.q, mag.k)) {
+        mag.k = max_abs_unpadded<Scalar>(k, o.key_padding_mask);
+        mag.v = max_abs_unpadded<Scalar>(v, o.key_padding_mask);
+    }
+    check_logit_range<Scalar>(fn, s, q.cols(), mag.q, mag.k);
     return mag;
 }
 

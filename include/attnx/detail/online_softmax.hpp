@@ -152,7 +152,11 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
                               const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
                               Index bq, Index bk_max, const KeyTiles& tiles, Eigen::Ref<Matrix<Scalar>> out) {
     const Index n_q = q.rows(), d = q.cols(), dv = v.cols();
-    const Index n_qt = (n_q + bq - 1) / bq;
+    // Workspaces are sized by what the input needs, not by the options (a tile option of
+    // 2^40 means one tile, not a 2^40-row allocation).
+    bq = std::min(bq, n_q);
+    bk_max = std::min(bk_max, k.rows());
+    const Index n_qt = ceil_div(n_q, bq);
 
     // Split the key list of each query tile into parts when there are too few query
     // tiles to keep the threads busy. Depends on the sizes only (determinism).
@@ -165,7 +169,7 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
     bool any_split = false;
     for (Index qt = 0; qt < n_qt; ++qt) {
         const Index cnt = tiles.count(qt);
-        Index p = n_qt < split_below ? (target_items + n_qt - 1) / n_qt : 1;
+        Index p = n_qt < split_below ? ceil_div(target_items, n_qt) : 1;
         p = std::min<Index>(p, std::max<Index>(1, cnt / min_tiles_per_part));
         parts[static_cast<std::size_t>(qt)] = p;
         any_split = any_split || p > 1;
@@ -173,43 +177,57 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
     }
     const Index n_items = first_item.back();
 
+    // Per-thread workspaces, allocated here so that nothing inside the regions allocates
+    // (an allocation failure there could not leave the region; detail/parallel.hpp rule 6).
+    const int team = team_size();
+    std::vector<OnlineWorkspace<Scalar>> workspaces;
+    workspaces.reserve(static_cast<std::size_t>(team));
+    for (int t = 0; t < team; ++t) workspaces.emplace_back(bq, bk_max, d, dv);
+    RegionErrors errors;
+
     if (!any_split) {
         // Always a parallel region, even for one tile: inside a team of several threads Eigen
         // runs its products single-threaded, instead of spawning (and allocating for) its own.
-ATTNX_OMP(parallel)
+ATTNX_OMP(parallel num_threads(team))
         {
-            OnlineWorkspace<Scalar> ws(bq, bk_max, d, dv);
+            OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index qt = 0; qt < n_qt; ++qt) {
-                const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
-                online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, 0, tiles.count(qt), ws);
-                finish_rows(ws, rows, out.middleRows(i0, rows));
+                errors.run([&] {
+                    const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
+                    online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, 0, tiles.count(qt), ws);
+                    finish_rows(ws, rows, out.middleRows(i0, rows));
+                });
             }
         }
+        errors.rethrow();
         return;
     }
 
     // Split path: every item keeps its partial (m, l, acc); merged below in item order.
     Matrix<Scalar> part_acc(bq * n_items, dv);
     Matrix<Scalar> part_ml(bq * n_items, 2);
-ATTNX_OMP(parallel)
+ATTNX_OMP(parallel num_threads(team))
     {
-        OnlineWorkspace<Scalar> ws(bq, bk_max, d, dv);
+        OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index item = 0; item < n_items; ++item) {
-            Index qt = 0;
-            while (first_item[static_cast<std::size_t>(qt) + 1] <= item) ++qt;
-            const Index p = parts[static_cast<std::size_t>(qt)];
-            const Index part = item - first_item[static_cast<std::size_t>(qt)];
-            const Index cnt = tiles.count(qt);
-            const Index t0 = cnt * part / p, t1 = cnt * (part + 1) / p;
-            const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
-            online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, t0, t1, ws);
-            part_acc.middleRows(item * bq, rows) = ws.acc.topRows(rows);
-            part_ml.block(item * bq, 0, rows, 1) = ws.m.head(rows);
-            part_ml.block(item * bq, 1, rows, 1) = ws.l.head(rows);
+            errors.run([&] {
+                Index qt = 0;
+                while (first_item[static_cast<std::size_t>(qt) + 1] <= item) ++qt;
+                const Index p = parts[static_cast<std::size_t>(qt)];
+                const Index part = item - first_item[static_cast<std::size_t>(qt)];
+                const Index cnt = tiles.count(qt);
+                const Index t0 = cnt * part / p, t1 = cnt * (part + 1) / p;
+                const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
+                online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, t0, t1, ws);
+                part_acc.middleRows(item * bq, rows) = ws.acc.topRows(rows);
+                part_ml.block(item * bq, 0, rows, 1) = ws.m.head(rows);
+                part_ml.block(item * bq, 1, rows, 1) = ws.l.head(rows);
+            });
         }
     }
+    errors.rethrow();
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
 ATTNX_OMP(parallel for schedule(static))
     for (Index qt = 0; qt < n_qt; ++qt) {
@@ -247,7 +265,7 @@ struct DenseKeyTiles {
             const Index last_row = std::min(n_q, (qt + 1) * bq) - 1;
             visible = std::min<Index>(n_k, std::max<Index>(0, last_row + causal_offset + 1));
         }
-        return (visible + bk - 1) / bk;
+        return ceil_div(visible, bk);
     }
     KeyRange range(Index /*qt*/, Index t) const { return {t * bk, std::min(n_k, (t + 1) * bk)}; }
 };
@@ -257,6 +275,8 @@ template <typename Scalar>
 void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                             const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
                             Index bq, Index bk, Eigen::Ref<Matrix<Scalar>> out) {
+    bq = std::min(bq, q.rows());  // a tile larger than the input is one tile
+    bk = std::min(bk, k.rows());
     DenseKeyTiles tiles;
     tiles.n_q = q.rows();
     tiles.n_k = k.rows();

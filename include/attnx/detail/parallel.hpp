@@ -26,6 +26,9 @@
 
 #include <Eigen/Core>
 
+#include <atomic>
+#include <exception>
+
 #include "attnx/core.hpp"
 
 #ifdef _OPENMP
@@ -47,6 +50,62 @@ constexpr Index min_parallel_scan = Index(1) << 18;
 /// Entries below which an element-wise pass with arithmetic per entry (exp, a random draw)
 /// runs on one thread.
 constexpr Index min_parallel_compute = 65536;
+
+/// The number of threads a parallel region opened here gets at most: 1 inside an active region
+/// of the caller when nesting is off (rule 5), omp_get_max_threads() otherwise, 1 without
+/// OpenMP. Per-thread workspaces are allocated for this many threads before the region, which
+/// then runs with num_threads(team_size()), so thread_index() < team_size() always holds.
+inline int team_size() {
+#ifdef _OPENMP
+    if (omp_get_active_level() >= omp_get_max_active_levels()) return 1;
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/// This thread's number in the innermost team (0 without OpenMP).
+inline int thread_index() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/// Carries the first exception thrown inside a parallel region out of it (rule 6): each loop
+/// body runs through run(), which catches anything (e.g. std::bad_alloc from an Eigen product
+/// that needs heap memory for its blocking), and once one has failed the remaining bodies are
+/// skipped; after the region, rethrow() throws it on the calling thread. An exception that
+/// escaped a region would call std::terminate.
+class RegionErrors {
+public:
+    template <typename F>
+    void run(F&& f) noexcept {
+        if (m_failed.load(std::memory_order_relaxed)) return;
+        try {
+            f();
+        } catch (...) {
+            capture();
+        }
+    }
+    /// Throws the captured exception, if any; call after the region.
+    void rethrow() const {
+        if (m_error) std::rethrow_exception(m_error);
+    }
+
+private:
+    void capture() noexcept {
+        ATTNX_OMP(critical(attnx_region_errors))
+        {
+            if (!m_error) m_error = std::current_exception();
+        }
+        m_failed.store(true, std::memory_order_relaxed);
+    }
+
+    std::exception_ptr m_error;
+    std::atomic<bool> m_failed{false};
+};
 
 /// Runs f so that the Eigen products inside it are single-threaded: within a team of several
 /// OpenMP threads Eigen does not parallelise, so f runs on one thread of a two-thread team.
