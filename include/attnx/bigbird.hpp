@@ -41,6 +41,7 @@
 
 #include "attnx/block_layout.hpp"
 #include "attnx/core.hpp"
+#include "attnx/metrics.hpp"  // attnx::compare, the companion of every mechanism (was in core.hpp)
 #include "attnx/detail/checks.hpp"
 #include "attnx/detail/mask.hpp"
 #include "attnx/detail/online_softmax.hpp"

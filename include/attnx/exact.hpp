@@ -25,6 +25,7 @@
 #include <Eigen/Core>
 
 #include "attnx/core.hpp"
+#include "attnx/metrics.hpp"  // attnx::compare, the companion of every mechanism (was in core.hpp)
 #include "attnx/detail/checks.hpp"
 #include "attnx/detail/mask.hpp"
 #include "attnx/detail/online_softmax.hpp"
@@ -108,7 +109,7 @@ void exact_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>
                      Eigen::Ref<Matrix<typename DQ::Scalar>> out, const ExactOptions& options = {}) {
     constexpr const char* fn = "exact_attention";
     detail::check_exact_call(fn, q, k, v, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
     detail::exact_checked<typename DQ::Scalar>(fn, q, k, v, options, out);
 }
 

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "attnx/core.hpp"
+#include "attnx/metrics.hpp"  // attnx::compare, the companion of every mechanism (was in core.hpp)
 #include "attnx/detail/checks.hpp"
 #include "attnx/detail/mask.hpp"
 #include "attnx/detail/parallel.hpp"
