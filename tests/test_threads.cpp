@@ -21,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -28,6 +29,7 @@
 #endif
 
 #include "support/inputs.hpp"
+#include "support/mechanism_cases.hpp"
 
 using attnx::AttentionOptions;
 using attnx::BigBirdOptions;
@@ -88,6 +90,22 @@ public:
 
 private:
     void build_jobs() {
+        // Every mechanism of the test list (tests/support/mechanism_cases.hpp), through its
+        // mechanism value, in float and double.
+        const auto add_case = [this](auto c) {
+            using Case = typename decltype(c)::Case;
+            using S = typename decltype(c)::Scalar;
+            const auto mech = Case::template make<S>(n);
+            jobs_.push_back({std::string("mechanism list: ") + Case::name + " " + testing_support::scalar_name<S>(),
+                             Case::thread_count_bit_identical, [this, mech] {
+                                 if constexpr (std::is_same<S, float>::value)
+                                     return Results{as_double(mech(self_.q, self_.k, self_.v))};
+                                 else
+                                     return Results{as_double(mech(selfd_.q, selfd_.k, selfd_.v))};
+                             }});
+        };
+        testing_support::for_each_case<float>(add_case);
+        testing_support::for_each_case<double>(add_case);
         // Exact: streaming (causal + padding, cross-attention), the split-key path (5 queries),
         // materialized, the out-buffer overload, and attention_matrix; double as well.
         jobs_.push_back({"exact streaming (cross, causal, padding)", true, [this] {

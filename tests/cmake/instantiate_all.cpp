@@ -3,6 +3,8 @@
 // template bodies, not just their declarations.
 #include <attnx/attnx.hpp>
 
+#include "../support/mechanism_cases.hpp"
+
 template <typename Scalar>
 Scalar instantiate() {
     const attnx::Matrix<Scalar> q = attnx::random_normal<Scalar>(64, 16, 1, 1);
@@ -53,6 +55,13 @@ Scalar instantiate() {
     acc += attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::dense(64, 16)).sum();
     acc += attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::from_block_mask(bl.to_block_mask(), 16)).sum();
     acc += static_cast<Scalar>(bl.density() + static_cast<double>(bl.to_dense_mask().count()));
+    attnx::Matrix<Scalar> mout(64, 8);
+    testing_support::for_each_case<Scalar>([&](auto c) {  // every mechanism value, both call forms
+        using Case = typename decltype(c)::Case;
+        const auto mech = Case::template make<Scalar>(64);
+        mech(q, k, v, mout);
+        acc += mout.sum() + mech(q, k, v).sum() + static_cast<Scalar>(mech.name().size() + mech.parameters().size());
+    });
     return acc;
 }
 
