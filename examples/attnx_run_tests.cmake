@@ -108,6 +108,8 @@ attnx_run_test(key_padding CODE 0 REGEX "compare: PASS"
 # --- clear errors, exit status 2 ----------------------------------------------------------------
 attnx_run_test(error_missing_file CODE 2 REGEX "attnx_run: error: npy: .*does_not_exist.npy: cannot open file"
   ARGS --method exact --q "${_work}/does_not_exist.npy" --k "${_tiny}/k.npy" --v "${_tiny}/v.npy" --out "${_work}/x.npy")
+attnx_run_test(error_directory CODE 2 REGEX "attnx_run: error: npy: .*attnx_run_work: cannot open file: it is a directory"
+  ARGS --method exact --q "${_work}" --k "${_tiny}/k.npy" --v "${_tiny}/v.npy" --out "${_work}/x.npy")
 attnx_run_test(error_truncated CODE 2
   REGEX "q_truncated.npy: truncated: shape \\(64, 32\\) of float32 needs 8192 bytes of data but the file has only 8092"
   ARGS --method exact --q "${_work}/q_truncated.npy" --k "${_tiny}/k.npy" --v "${_tiny}/v.npy" --out "${_work}/x.npy")
