@@ -37,10 +37,12 @@ struct Config {
     std::string json;
 };
 
-/// One row of the table: a name, its parameters and a call of an attnx mechanism value.
+/// One row of the table: a name, its parameters and a call of an attnx mechanism value, or the
+/// reason it cannot run at this n (then `run` is empty).
 struct Method {
     std::string name, params;
     std::function<Mat(const Mat&, const Mat&, const Mat&)> run;
+    std::string skipped;  ///< why it does not run here, e.g. "needs n >= m = 64"
 };
 
 /// A row from any mechanism value (attnx/mechanisms.hpp); `params` replaces the mechanism's own
@@ -49,8 +51,12 @@ template <typename Mechanism>
 Method row(std::string name, Mechanism mech, std::string params = {}) {
     static_assert(attnx::is_mechanism<Mechanism>::value, "compare: rows are attnx mechanism values");
     if (params.empty()) params = mech.parameters();
-    return {std::move(name), std::move(params), [mech](const Mat& q, const Mat& k, const Mat& v) { return mech(q, k, v); }};
+    return {std::move(name), std::move(params), [mech](const Mat& q, const Mat& k, const Mat& v) { return mech(q, k, v); },
+            {}};
 }
+
+/// A row that cannot run at this n, with the reason.
+Method skipped(std::string name, std::string reason) { return {std::move(name), {}, {}, std::move(reason)}; }
 
 /// Every mechanism of the library, as rows of the table: one line (or loop) per mechanism.
 std::vector<Method> all_methods(const Config& cfg) {
@@ -62,16 +68,23 @@ std::vector<Method> all_methods(const Config& cfg) {
         m.push_back(row("exact-materialized", attnx::Exact{o}, "n x n scores"));
     }
     for (Index landmarks : {32, 64, 128}) {
-        if (landmarks > cfg.n) continue;
+        const std::string name = "nystrom-" + std::to_string(landmarks);
+        if (landmarks > cfg.n) {
+            m.push_back(skipped(name, "needs n >= m = " + std::to_string(landmarks)));
+            continue;
+        }
         attnx::NystromOptions o;
         o.num_landmarks = landmarks;
-        m.push_back(row("nystrom-" + std::to_string(landmarks), attnx::Nystrom{o}));
+        m.push_back(row(name, attnx::Nystrom{o}));
     }
     for (Index rank : {64, 128, 256}) {
-        if (rank > cfg.n) continue;
+        const std::string name = "linformer-" + std::to_string(rank);
+        if (rank > cfg.n) {
+            m.push_back(skipped(name, "needs n >= k = " + std::to_string(rank)));
+            continue;
+        }
         // The projection is a model parameter: drawn once here (fixed seed), not in the timing.
-        m.push_back(row("linformer-" + std::to_string(rank),
-                        attnx::Linformer<float>(attnx::LinformerProjection<float>::gaussian(rank, cfg.n, /*seed=*/1)),
+        m.push_back(row(name, attnx::Linformer<float>(attnx::LinformerProjection<float>::gaussian(rank, cfg.n, /*seed=*/1)),
                         "k = " + std::to_string(rank) + ", Gaussian E, F"));
     }
     m.push_back(row("bigbird", attnx::BigBird{}, "b 64, w 3, g 2, r 3 (blocks)"));
@@ -79,6 +92,14 @@ std::vector<Method> all_methods(const Config& cfg) {
     m.push_back(row("longformer", attnx::BlockSparse{attnx::BlockLayout::longformer(cfg.n, 64, 3, 64), {}},
                     "b 64, w 3 blocks, 64 global"));
     return m;
+}
+
+/// "a (why), b (why)" for the rows that do not run.
+std::string skipped_list(const std::vector<Method>& methods) {
+    std::string s;
+    for (const Method& m : methods)
+        if (!m.skipped.empty()) s += (s.empty() ? "" : ", ") + m.name + " (" + m.skipped + ")";
+    return s;
 }
 
 [[noreturn]] void usage(const char* msg) {
@@ -149,6 +170,11 @@ int main(int argc, char** argv) {
             chosen.push_back(*it);
         }
         methods = chosen;
+        if (std::all_of(methods.begin(), methods.end(), [](const Method& m) { return !m.skipped.empty(); })) {
+            std::fprintf(stderr, "compare: nothing to run at n = %lld: skipped %s\n", static_cast<long long>(cfg.n),
+                         skipped_list(methods).c_str());
+            return 2;
+        }
     }
 
     struct Row {
@@ -159,6 +185,7 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     double exact_ms = 0;
     for (const Method& m : methods) {
+        if (!m.skipped.empty()) continue;
         Mat out;
         double best = 1e300;
         for (int r = 0; r < cfg.reps; ++r) {
@@ -184,6 +211,8 @@ int main(int argc, char** argv) {
         std::printf("%-22s %-28s %10.2f %8.1fx %11.2e %11.2e %9.5f\n", r.name.c_str(), r.params.c_str(), r.ms,
                     r.speedup, r.err.rel_fro, r.err.max_abs, r.err.mean_row_cosine);
     }
+    const std::string skip = skipped_list(methods);
+    if (!skip.empty()) std::printf("\nskipped at n = %lld: %s\n", static_cast<long long>(cfg.n), skip.c_str());
     std::printf("\nerrors are against exact attention in double; speed-up is over exact-streaming (%.2f ms)\n",
                 exact_ms);
     if (!cfg.json.empty()) {
@@ -197,7 +226,14 @@ int main(int argc, char** argv) {
                << ", \"max_abs\": " << r.err.max_abs << ", \"mean_row_cosine\": " << r.err.mean_row_cosine << "}"
                << (i + 1 < rows.size() ? ",\n" : "\n");
         }
-        js << "  ]\n}\n";
+        js << "  ],\n  \"skipped\": [";
+        bool first = true;
+        for (const Method& m : methods) {
+            if (m.skipped.empty()) continue;
+            js << (first ? "\n" : ",\n") << "    {\"name\": \"" << m.name << "\", \"reason\": \"" << m.skipped << "\"}";
+            first = false;
+        }
+        js << (first ? "]\n}\n" : "\n  ]\n}\n");
         if (!js) {
             std::fprintf(stderr, "compare: could not write %s\n", cfg.json.c_str());
             return 1;
