@@ -144,3 +144,10 @@ attnx_run_test(error_bad_number CODE 2 REGEX "--landmarks needs an integer, got 
 attnx_run_test(help CODE 0
   REGEX "--method NAME.*--key-padding FILE.*--query-tile N.*--landmarks M.*--pinv-iterations N.*--query-padding FILE.*--e FILE, --k-proj.*--rank K.*--seed S.*--block B.*--random R.*--global-tokens T.*--layout FILE"
   ARGS --help)
+
+# --- the README's attnx_run commands, as written ---------------------------------------------
+add_test(NAME attnx_run_readme_commands
+         COMMAND ${CMAKE_COMMAND} "-DREADME=${PROJECT_SOURCE_DIR}/README.md" -DRUN=${_run}
+                 "-DDATA=${_data}/n256_d64_m16_conv" "-DWORK=${CMAKE_CURRENT_BINARY_DIR}/readme_commands"
+                 -P "${CMAKE_CURRENT_SOURCE_DIR}/cmake/readme_commands.cmake")
+set_tests_properties(attnx_run_readme_commands PROPERTIES LABELS attnx_run PASS_REGULAR_EXPRESSION "README commands ok")
