@@ -223,6 +223,46 @@ def order_key(series):
     return (len(methods), series)
 
 
+def common_points(a, b, tol=0.03):
+    """(points of b that lie on a, common n): at a common n the values differ by less than tol
+    in log terms (3%: closer than the line width shows)."""
+    ya = dict(a)
+    common = [(ya[x], y) for x, y in b if x in ya]
+    return sum(1 for u, v in common if abs(math.log(u / v)) < tol), len(common)
+
+
+def draw_lines(ax, data, style):
+    """One line per series, in legend order. A series with two or more points on a series drawn
+    before it (e.g. BigBird's and Longformer's extra memory, the same tiles) is drawn on top with
+    large hollow markers and a dashed line, so both stay visible; when it lies on the other all
+    along, its label says so."""
+    drawn = []
+    for s in sorted(data, key=order_key):
+        xs, ys = zip(*data[s])
+        st = dict(style[s])
+        on, hides = [], False
+        for t in drawn:
+            same, common = common_points(data[t], data[s])
+            if same >= 2:
+                hides = True
+                if same >= 0.8 * common:
+                    on.append(t)
+        label = "%s (on %s)" % (s, ", ".join(on)) if on else s
+        if hides:
+            st.update(markerfacecolor="none", markeredgewidth=1.4, linestyle=(0, (5, 4)))
+            ax.plot(xs, ys, label=label, markersize=9, linewidth=1.6, zorder=3, **st)
+        else:
+            ax.plot(xs, ys, label=label, markersize=5, linewidth=1.4, zorder=2, **st)
+        drawn.append(s)
+
+
+def fit_log_axis(ax, values, margin=1.35):
+    """y limits of a log axis that fit the data (with a margin), so guides cannot stretch it."""
+    lo, hi = min(values), max(values)
+    ax.set_ylim(lo / margin, hi * margin)
+    return lo / margin, hi * margin
+
+
 def finish(fig, ax_list, context, path):
     cap = caption(context)
     if cap:
@@ -242,21 +282,22 @@ def plot_time(plt, points, context, path):
         return
     style = series_style(points)
     fig, ax = plt.subplots(figsize=(9, 6))
-    for s in sorted(data, key=order_key):
-        xs, ys = zip(*data[s])
-        ax.plot(xs, ys, label=s, markersize=5, linewidth=1.4, **style[s])
-    # Slope guides through the geometric mean of the times at the smallest n.
+    draw_lines(ax, data, style)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    # The axes fit the data; the slope guides (through the geometric mean of the times at the
+    # smallest n) end where they leave it instead of stretching the axis.
+    y_lo, y_hi = fit_log_axis(ax, [y for v in data.values() for _, y in v])
     n0 = min(x for v in data.values() for x, _ in v)
     n1 = max(x for v in data.values() for x, _ in v)
     at_n0 = [y for v in data.values() for x, y in v if x == n0]
     if n1 > n0 and at_n0:
         t0 = math.exp(sum(math.log(y) for y in at_n0) / len(at_n0))
         for power, text in ((1, "∝ n"), (2, "∝ n²")):
-            ax.plot([n0, n1], [t0, t0 * (n1 / n0) ** power], color="black", alpha=0.25, linewidth=0.8,
-                    linestyle=(0, (1, 3)))
-            ax.annotate(text, (n1, t0 * (n1 / n0) ** power), fontsize=8, alpha=0.6, ha="right", va="bottom")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+            n_end = min(n1, n0 * (y_hi / t0) ** (1.0 / power))
+            t_end = t0 * (n_end / n0) ** power
+            ax.plot([n0, n_end], [t0, t_end], color="black", alpha=0.3, linewidth=0.8, linestyle=(0, (1, 3)))
+            ax.annotate(text, (n_end, t_end), fontsize=8, alpha=0.7, ha="right", va="top" if n_end < n1 else "bottom")
     n_axis(ax.xaxis)
     value_axis(ax.yaxis)
     ax.set_xlabel("sequence length n (tokens)")
@@ -274,11 +315,10 @@ def plot_memory(plt, points, context, path):
         return
     style = series_style(points)
     fig, ax = plt.subplots(figsize=(9, 6))
-    for s in sorted(data, key=order_key):
-        xs, ys = zip(*data[s])
-        ax.plot(xs, ys, label=s, markersize=5, linewidth=1.4, **style[s])
+    draw_lines(ax, data, style)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    fit_log_axis(ax, [y for v in data.values() for _, y in v])
     n_axis(ax.xaxis)
     value_axis(ax.yaxis)
     ax.set_xlabel("sequence length n (tokens)")

@@ -48,7 +48,8 @@ public:
 
 // ---------------------------------------------------------------------------------------------
 // Methods and options: one table each. Adding a method = one row in kMethods, its options in
-// kOptions (with the method's name in `methods`), and one branch in compute().
+// kOptions (with the method's name in `methods`), and one branch in with_mechanism() that builds
+// its mechanism value (attnx/mechanisms.hpp) from the flags; the rest is generic.
 // ---------------------------------------------------------------------------------------------
 
 struct MethodSpec {
@@ -381,35 +382,34 @@ void check_applicable(const Cli& cli, const std::string& method) {
     }
 }
 
-/// The attention call of the chosen method; fills `report` with its diagnostics. Returns seconds.
-template <typename Scalar>
-double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Scalar>& q,
-               const attnx::Matrix<Scalar>& k, const attnx::Matrix<Scalar>& v, attnx::Matrix<Scalar>& out,
-               std::vector<std::string>& report) {
-    using Clock = std::chrono::steady_clock;
+/// The common attention options (every method) from the flags.
+attnx::AttentionOptions common_options(const Cli& cli) {
     attnx::AttentionOptions common;
     if (cli.has("--scale")) common.scale = parse_double(cli, "--scale", 0);
     common.causal = cli.has("--causal");
     if (cli.has("--key-padding")) common.key_padding_mask = load_mask("--key-padding", cli.str("--key-padding"));
     common.check_finite = !cli.has("--no-check-finite");
-    std::ostringstream rep;
-    Clock::time_point t0, t1;
+    return common;
+}
 
+/// The mechanism value (attnx/mechanisms.hpp) of --method, built from the flags: one branch per
+/// method, the only place that knows the methods. Calls `visit(mechanism)` once; what the
+/// --report line says about the mechanism's data (tiles, projection, layout) goes to `rep`.
+template <typename Scalar, typename Visit>
+void with_mechanism(const Cli& cli, const std::string& method, const attnx::AttentionOptions& common, Index n_q,
+                    Index n_k, std::ostream& rep, Visit&& visit) {
     if (method == "exact" || method == "exact-materialized") {
         attnx::ExactOptions o(common);
         o.kernel = method == "exact" ? attnx::ExactKernel::Streaming : attnx::ExactKernel::Materialized;
         o.query_tile = parse_index(cli, "--query-tile", o.query_tile);
         o.key_tile = parse_index(cli, "--key-tile", o.key_tile);
-        t0 = Clock::now();
-        out = attnx::exact_attention(q, k, v, o);
-        t1 = Clock::now();
         if (o.kernel == attnx::ExactKernel::Streaming)
             rep << "kernel=streaming query_tile=" << o.query_tile << " key_tile=" << o.key_tile;
         else
             rep << "kernel=materialized";
+        visit(attnx::Exact{o});
     } else if (method == "nystrom") {
-        attnx::NystromOptions o;
-        static_cast<attnx::AttentionOptions&>(o) = common;
+        attnx::NystromOptions o(common);
         o.num_landmarks = parse_index(cli, "--landmarks", o.num_landmarks);
         if (cli.has("--pinv")) {
             const std::string& p = cli.str("--pinv");
@@ -425,15 +425,7 @@ double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Sc
         o.pinv_iterations = static_cast<int>(iters);
         if (cli.has("--conv")) o.conv_kernel = load_vector("--conv", cli.str("--conv"));
         if (cli.has("--query-padding")) o.query_padding_mask = load_mask("--query-padding", cli.str("--query-padding"));
-        attnx::NystromReport r;
-        t0 = Clock::now();
-        out = attnx::nystrom_attention(q, k, v, o, &r);
-        t1 = Clock::now();
-        rep << "num_landmarks=" << r.num_landmarks
-            << " pinv=" << (r.pinv == attnx::PinvMethod::Exact ? "exact" : "iterative")
-            << " pinv_iterations=" << r.pinv_iterations << " pinv_residual=" << r.pinv_residual
-            << " (||I - A Z||_F) pinv_residual_aza=" << r.pinv_residual_aza
-            << " (||A Z A - A||_F) max_column_sum=" << r.max_column_sum;
+        visit(attnx::Nystrom{o});  // its report comes from the call: see call() below
     } else if (method == "linformer") {
         const bool given = cli.has("--e") || cli.has("--f");
         if (given && cli.has("--rank")) throw usage_error("linformer: give either --e/--f or --rank, not both");
@@ -458,14 +450,12 @@ double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Sc
             const std::uint64_t seed = parse_u64(cli, "--seed", 0);
             const attnx::LinformerSharing sharing =
                 cli.has("--share-kv") ? attnx::LinformerSharing::KeyValue : attnx::LinformerSharing::Separate;
-            proj = attnx::LinformerProjection<Scalar>::gaussian(rank, k.rows(), seed, sharing);
+            proj = attnx::LinformerProjection<Scalar>::gaussian(rank, n_k, seed, sharing);
             rep << "projection: Gaussian N(0, 1/k), seed " << seed << (cli.has("--share-kv") ? ", F = E" : "");
         }
         rep << ", k=" << proj->rank() << " n_max=" << proj->max_length();
-        t0 = Clock::now();
-        out = attnx::linformer_attention(q, k, v, *proj, common);
-        t1 = Clock::now();
-    } else {  // the block-sparse family
+        visit(attnx::Linformer<Scalar>(std::move(*proj), common));
+    } else {  // the block-sparse family: a layout built once, outside the timed call
         attnx::BlockLayout layout;
         const Index block = parse_index(cli, "--block", 64);
         if (method == "block-sparse") {
@@ -473,11 +463,11 @@ double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Sc
             if (!cli.has("--block")) throw usage_error("block-sparse needs --block B (tokens per block of --layout)");
             const Eigen::MatrixXd m = npy::read_matrix<double>(cli.str("--layout"));
             const attnx::BlockMask mask = (m.array() != 0.0).matrix();
-            layout = attnx::BlockLayout::from_block_mask(mask, block, q.rows(), k.rows());
+            layout = attnx::BlockLayout::from_block_mask(mask, block, n_q, n_k);
         } else {
-            if (q.rows() != k.rows())
-                throw usage_error(method + " is self-attention: q has " + std::to_string(q.rows()) + " rows but k has " +
-                                  std::to_string(k.rows()) + " (for cross-attention use --method block-sparse --layout)");
+            if (n_q != n_k)
+                throw usage_error(method + " is self-attention: q has " + std::to_string(n_q) + " rows but k has " +
+                                  std::to_string(n_k) + " (for cross-attention use --method block-sparse --layout)");
             if (method == "bigbird") {
                 attnx::BigBirdOptions b;
                 b.block = block;
@@ -485,20 +475,54 @@ double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Sc
                 b.global = parse_index(cli, "--global", b.global);
                 b.random = parse_index(cli, "--random", b.random);
                 b.seed = parse_u64(cli, "--seed", b.seed);
-                layout = attnx::BlockLayout::bigbird(q.rows(), b);
+                layout = attnx::BlockLayout::bigbird(n_q, b);
             } else {
-                layout = attnx::BlockLayout::longformer(q.rows(), block, parse_index(cli, "--window", 3),
+                layout = attnx::BlockLayout::longformer(n_q, block, parse_index(cli, "--window", 3),
                                                         parse_index(cli, "--global-tokens", 1));
             }
         }
-        t0 = Clock::now();
-        out = attnx::block_sparse_attention(q, k, v, layout, common);
-        t1 = Clock::now();
         rep << "layout: block=" << layout.block_size() << " blocks=" << layout.query_blocks() << "x"
             << layout.key_blocks() << " kept_blocks=" << layout.kept_blocks() << " density=" << layout.density();
+        visit(attnx::BlockSparse{std::move(layout), common});
     }
+}
+
+/// One call of any mechanism value into `out`.
+template <typename Mechanism, typename Scalar>
+void call(const Mechanism& mech, const attnx::Matrix<Scalar>& q, const attnx::Matrix<Scalar>& k,
+          const attnx::Matrix<Scalar>& v, attnx::Matrix<Scalar>& out, std::ostream&) {
+    out = mech(q, k, v);
+}
+
+/// Nyström's diagnostics come out of the call itself (NystromReport), so it is called through
+/// nystrom_attention with a report; the same computation as mech(q, k, v).
+template <typename Scalar>
+void call(const attnx::Nystrom& mech, const attnx::Matrix<Scalar>& q, const attnx::Matrix<Scalar>& k,
+          const attnx::Matrix<Scalar>& v, attnx::Matrix<Scalar>& out, std::ostream& rep) {
+    attnx::NystromReport r;
+    out = attnx::nystrom_attention(q, k, v, mech.options, &r);
+    rep << "num_landmarks=" << r.num_landmarks << " pinv=" << (r.pinv == attnx::PinvMethod::Exact ? "exact" : "iterative")
+        << " pinv_iterations=" << r.pinv_iterations << " pinv_residual=" << r.pinv_residual
+        << " (||I - A Z||_F) pinv_residual_aza=" << r.pinv_residual_aza
+        << " (||A Z A - A||_F) max_column_sum=" << r.max_column_sum;
+}
+
+/// The attention call of the chosen method; fills `report` with its diagnostics. Returns seconds.
+template <typename Scalar>
+double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Scalar>& q,
+               const attnx::Matrix<Scalar>& k, const attnx::Matrix<Scalar>& v, attnx::Matrix<Scalar>& out,
+               std::vector<std::string>& report) {
+    using Clock = std::chrono::steady_clock;
+    const attnx::AttentionOptions common = common_options(cli);
+    std::ostringstream rep;
+    double seconds = 0;
+    with_mechanism<Scalar>(cli, method, common, q.rows(), k.rows(), rep, [&](const auto& mech) {
+        const Clock::time_point t0 = Clock::now();
+        call(mech, q, k, v, out, rep);
+        seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    });
     report.push_back(rep.str());
-    return std::chrono::duration<double>(t1 - t0).count();
+    return seconds;
 }
 
 /// Fails early (before a long computation) if the output file cannot be written.

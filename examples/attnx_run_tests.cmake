@@ -108,6 +108,8 @@ attnx_run_test(key_padding CODE 0 REGEX "compare: PASS"
 # --- clear errors, exit status 2 ----------------------------------------------------------------
 attnx_run_test(error_missing_file CODE 2 REGEX "attnx_run: error: npy: .*does_not_exist.npy: cannot open file"
   ARGS --method exact --q "${_work}/does_not_exist.npy" --k "${_tiny}/k.npy" --v "${_tiny}/v.npy" --out "${_work}/x.npy")
+attnx_run_test(error_directory CODE 2 REGEX "attnx_run: error: npy: .*attnx_run_work: cannot open file: it is a directory"
+  ARGS --method exact --q "${_work}" --k "${_tiny}/k.npy" --v "${_tiny}/v.npy" --out "${_work}/x.npy")
 attnx_run_test(error_truncated CODE 2
   REGEX "q_truncated.npy: truncated: shape \\(64, 32\\) of float32 needs 8192 bytes of data but the file has only 8092"
   ARGS --method exact --q "${_work}/q_truncated.npy" --k "${_tiny}/k.npy" --v "${_tiny}/v.npy" --out "${_work}/x.npy")
@@ -142,3 +144,10 @@ attnx_run_test(error_bad_number CODE 2 REGEX "--landmarks needs an integer, got 
 attnx_run_test(help CODE 0
   REGEX "--method NAME.*--key-padding FILE.*--query-tile N.*--landmarks M.*--pinv-iterations N.*--query-padding FILE.*--e FILE, --k-proj.*--rank K.*--seed S.*--block B.*--random R.*--global-tokens T.*--layout FILE"
   ARGS --help)
+
+# --- the README's attnx_run commands, as written ---------------------------------------------
+add_test(NAME attnx_run_readme_commands
+         COMMAND ${CMAKE_COMMAND} "-DREADME=${PROJECT_SOURCE_DIR}/README.md" -DRUN=${_run}
+                 "-DDATA=${_data}/n256_d64_m16_conv" "-DWORK=${CMAKE_CURRENT_BINARY_DIR}/readme_commands"
+                 -P "${CMAKE_CURRENT_SOURCE_DIR}/cmake/readme_commands.cmake")
+set_tests_properties(attnx_run_readme_commands PROPERTIES LABELS attnx_run PASS_REGULAR_EXPRESSION "README commands ok")

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -36,52 +37,69 @@ struct Config {
     std::string json;
 };
 
+/// One row of the table: a name, its parameters and a call of an attnx mechanism value, or the
+/// reason it cannot run at this n (then `run` is empty).
 struct Method {
     std::string name, params;
     std::function<Mat(const Mat&, const Mat&, const Mat&)> run;
+    std::string skipped;  ///< why it does not run here, e.g. "needs n >= m = 64"
 };
 
-/// Every mechanism of the library, as rows of the table.
+/// A row from any mechanism value (attnx/mechanisms.hpp); `params` replaces the mechanism's own
+/// parameters() where the table says more (e.g. how the projections were drawn).
+template <typename Mechanism>
+Method row(std::string name, Mechanism mech, std::string params = {}) {
+    static_assert(attnx::is_mechanism<Mechanism>::value, "compare: rows are attnx mechanism values");
+    if (params.empty()) params = mech.parameters();
+    return {std::move(name), std::move(params), [mech](const Mat& q, const Mat& k, const Mat& v) { return mech(q, k, v); },
+            {}};
+}
+
+/// A row that cannot run at this n, with the reason.
+Method skipped(std::string name, std::string reason) { return {std::move(name), {}, {}, std::move(reason)}; }
+
+/// Every mechanism of the library, as rows of the table: one line (or loop) per mechanism.
 std::vector<Method> all_methods(const Config& cfg) {
     std::vector<Method> m;
-    m.push_back({"exact-streaming", "tile 128x128", [](const Mat& q, const Mat& k, const Mat& v) {
-                     return attnx::exact_attention(q, k, v);
-                 }});
-    m.push_back({"exact-materialized", "n x n scores", [](const Mat& q, const Mat& k, const Mat& v) {
-                     attnx::ExactOptions o;
-                     o.kernel = attnx::ExactKernel::Materialized;
-                     return attnx::exact_attention(q, k, v, o);
-                 }});
+    m.push_back(row("exact-streaming", attnx::Exact{}, "tile 128x128"));
+    {
+        attnx::ExactOptions o;
+        o.kernel = attnx::ExactKernel::Materialized;
+        m.push_back(row("exact-materialized", attnx::Exact{o}, "n x n scores"));
+    }
     for (Index landmarks : {32, 64, 128}) {
-        if (landmarks > cfg.n) continue;
-        m.push_back({"nystrom-" + std::to_string(landmarks), "m = " + std::to_string(landmarks) + ", 6 pinv iterations",
-                     [landmarks](const Mat& q, const Mat& k, const Mat& v) {
-                         attnx::NystromOptions o;
-                         o.num_landmarks = landmarks;
-                         return attnx::nystrom_attention(q, k, v, o);
-                     }});
+        const std::string name = "nystrom-" + std::to_string(landmarks);
+        if (landmarks > cfg.n) {
+            m.push_back(skipped(name, "needs n >= m = " + std::to_string(landmarks)));
+            continue;
+        }
+        attnx::NystromOptions o;
+        o.num_landmarks = landmarks;
+        m.push_back(row(name, attnx::Nystrom{o}));
     }
     for (Index rank : {64, 128, 256}) {
-        if (rank > cfg.n) continue;
+        const std::string name = "linformer-" + std::to_string(rank);
+        if (rank > cfg.n) {
+            m.push_back(skipped(name, "needs n >= k = " + std::to_string(rank)));
+            continue;
+        }
         // The projection is a model parameter: drawn once here (fixed seed), not in the timing.
-        const auto proj = attnx::LinformerProjection<float>::gaussian(rank, cfg.n, /*seed=*/1);
-        m.push_back({"linformer-" + std::to_string(rank), "k = " + std::to_string(rank) + ", Gaussian E, F",
-                     [proj](const Mat& q, const Mat& k, const Mat& v) {
-                         return attnx::linformer_attention(q, k, v, proj);
-                     }});
+        m.push_back(row(name, attnx::Linformer<float>(attnx::LinformerProjection<float>::gaussian(rank, cfg.n, /*seed=*/1)),
+                        "k = " + std::to_string(rank) + ", Gaussian E, F"));
     }
-    m.push_back({"bigbird", "b 64, w 3, g 2, r 3 (blocks)", [](const Mat& q, const Mat& k, const Mat& v) {
-                     return attnx::bigbird_attention(q, k, v, attnx::BigBirdOptions{});
-                 }});
-    {
-        // The layout depends on n only: built once here, like a model's fixed pattern.
-        const attnx::BlockLayout longformer = attnx::BlockLayout::longformer(cfg.n, 64, 3, 64);
-        m.push_back({"longformer", "b 64, w 3 blocks, 64 global",
-                     [longformer](const Mat& q, const Mat& k, const Mat& v) {
-                         return attnx::block_sparse_attention(q, k, v, longformer);
-                     }});
-    }
+    m.push_back(row("bigbird", attnx::BigBird{}, "b 64, w 3, g 2, r 3 (blocks)"));
+    // The layout depends on n only: built once here, like a model's fixed pattern.
+    m.push_back(row("longformer", attnx::BlockSparse{attnx::BlockLayout::longformer(cfg.n, 64, 3, 64), {}},
+                    "b 64, w 3 blocks, 64 global"));
     return m;
+}
+
+/// "a (why), b (why)" for the rows that do not run.
+std::string skipped_list(const std::vector<Method>& methods) {
+    std::string s;
+    for (const Method& m : methods)
+        if (!m.skipped.empty()) s += (s.empty() ? "" : ", ") + m.name + " (" + m.skipped + ")";
+    return s;
 }
 
 [[noreturn]] void usage(const char* msg) {
@@ -152,6 +170,11 @@ int main(int argc, char** argv) {
             chosen.push_back(*it);
         }
         methods = chosen;
+        if (std::all_of(methods.begin(), methods.end(), [](const Method& m) { return !m.skipped.empty(); })) {
+            std::fprintf(stderr, "compare: nothing to run at n = %lld: skipped %s\n", static_cast<long long>(cfg.n),
+                         skipped_list(methods).c_str());
+            return 2;
+        }
     }
 
     struct Row {
@@ -162,6 +185,7 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     double exact_ms = 0;
     for (const Method& m : methods) {
+        if (!m.skipped.empty()) continue;
         Mat out;
         double best = 1e300;
         for (int r = 0; r < cfg.reps; ++r) {
@@ -176,7 +200,7 @@ int main(int argc, char** argv) {
         exact_ms = 1e300;
         for (int r = 0; r < cfg.reps; ++r) {
             const auto t0 = std::chrono::steady_clock::now();
-            const Mat out = attnx::exact_attention(x.q, x.k, x.v);
+            const Mat out = attnx::Exact{}(x.q, x.k, x.v);
             exact_ms = std::min(exact_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         }
     }
@@ -187,6 +211,8 @@ int main(int argc, char** argv) {
         std::printf("%-22s %-28s %10.2f %8.1fx %11.2e %11.2e %9.5f\n", r.name.c_str(), r.params.c_str(), r.ms,
                     r.speedup, r.err.rel_fro, r.err.max_abs, r.err.mean_row_cosine);
     }
+    const std::string skip = skipped_list(methods);
+    if (!skip.empty()) std::printf("\nskipped at n = %lld: %s\n", static_cast<long long>(cfg.n), skip.c_str());
     std::printf("\nerrors are against exact attention in double; speed-up is over exact-streaming (%.2f ms)\n",
                 exact_ms);
     if (!cfg.json.empty()) {
@@ -200,7 +226,14 @@ int main(int argc, char** argv) {
                << ", \"max_abs\": " << r.err.max_abs << ", \"mean_row_cosine\": " << r.err.mean_row_cosine << "}"
                << (i + 1 < rows.size() ? ",\n" : "\n");
         }
-        js << "  ]\n}\n";
+        js << "  ],\n  \"skipped\": [";
+        bool first = true;
+        for (const Method& m : methods) {
+            if (m.skipped.empty()) continue;
+            js << (first ? "\n" : ",\n") << "    {\"name\": \"" << m.name << "\", \"reason\": \"" << m.skipped << "\"}";
+            first = false;
+        }
+        js << (first ? "]\n}\n" : "\n  ]\n}\n");
         if (!js) {
             std::fprintf(stderr, "compare: could not write %s\n", cfg.json.c_str());
             return 1;

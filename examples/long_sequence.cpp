@@ -11,6 +11,7 @@
 // on --check-rows query rows spread over the sequence: for those rows exact attention against
 // all n keys is affordable (each row is independent), and both results are compared.
 #include <attnx/exact.hpp>
+#include <attnx/metrics.hpp>
 #include <attnx/nystrom.hpp>
 #include <attnx/random.hpp>
 

@@ -12,10 +12,11 @@
 ///
 /// Writes float32 or float64, little-endian, C order (NumPy's default) or Fortran order.
 ///
-/// Every problem (missing file, bad magic, unsupported dtype such as float16, bad header,
-/// truncated data, shape overflow, failed write) throws npy::error, whose message starts with
-/// "npy: <path>: " and says what is wrong and what was expected. Large arrays are converted in
-/// chunks of rows, so reading needs no second full-size buffer.
+/// Every problem (missing file, a directory or pipe instead of a file, unreadable file, bad
+/// magic, unsupported dtype such as float16, bad header, truncated data, shape overflow, failed
+/// write) throws npy::error, whose message starts with "npy: <path>: " and says what is wrong
+/// and what was expected. Large arrays are converted in chunks of rows, so reading needs no
+/// second full-size buffer.
 #ifndef ATTNX_EXAMPLES_NPY_HPP
 #define ATTNX_EXAMPLES_NPY_HPP
 
@@ -23,8 +24,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -292,8 +295,25 @@ void convert(const Header& h, const char* raw, Eigen::Index n, Scalar* dst, Eige
 
 /// Opens path and reads its header; the stream is left at the start of the data.
 inline Header read_header(std::ifstream& in, const std::string& path) {
+    // Name the real problem: a directory or a pipe opens (or fails to) with no useful size.
+    std::error_code ec;
+    const std::filesystem::file_status st = std::filesystem::status(path, ec);
+    if (st.type() == std::filesystem::file_type::not_found)
+        fail(path, "cannot open file: it does not exist");
+    if (st.type() == std::filesystem::file_type::directory)
+        fail(path, "cannot open file: it is a directory, not a .npy file");
+    if (!ec && st.type() != std::filesystem::file_type::regular)
+        fail(path, "cannot open file: it is not a regular file (a pipe, socket or device); save the array to a "
+                   ".npy file and pass its path");
+    errno = 0;
     in.open(path, std::ios::binary);
-    if (!in) fail(path, "cannot open file (does it exist and is it readable?)");
+    if (!in) {
+        const int err = errno;
+        fail(path, std::string("cannot open file: ") +
+                       (err == EACCES ? "permission denied (it is not readable)"
+                        : err != 0    ? std::strerror(err)
+                                      : "it cannot be read (does it exist and is it readable?)"));
+    }
     in.seekg(0, std::ios::end);
     const std::streamoff file_size = in.tellg();
     in.seekg(0, std::ios::beg);

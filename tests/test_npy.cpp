@@ -7,14 +7,18 @@
 
 #include <attnx/random.hpp>
 
+#include <sys/stat.h>  // mkfifo
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "../examples/npy.hpp"
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -22,7 +26,14 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "attnx_test_npy_" + name; }
+/// Every test writes into its own temporary directory, removed after the test (also a failed one).
+class Npy : public ::testing::Test {
+protected:
+    std::string temp_path(const std::string& name) const { return dir_.file(name); }
+
+private:
+    testing_support::TempDir dir_{"attnx_test_npy_"};
+};
 
 /// Writes a .npy file byte by byte: version, header text (padded by the caller or not), data.
 void write_raw(const std::string& path, int major, const std::string& header, const std::vector<char>& data) {
@@ -62,7 +73,7 @@ Eigen::MatrixXd three_by_two() {
     return m;
 }
 
-TEST(Npy, RoundTripEveryDtypeAndOrder) {
+TEST_F(Npy, RoundTripEveryDtypeAndOrder) {
     const Eigen::MatrixXd m = attnx::random_normal<double>(37, 5, 1, 1);
     for (const bool f32 : {true, false})
         for (const npy::Order order : {npy::Order::C, npy::Order::Fortran}) {
@@ -79,7 +90,7 @@ TEST(Npy, RoundTripEveryDtypeAndOrder) {
         }
 }
 
-TEST(Npy, WriteInTheScalarTypeOfTheMatrix) {
+TEST_F(Npy, WriteInTheScalarTypeOfTheMatrix) {
     const std::string path = temp_path("scalar.npy");
     npy::write(path, Eigen::MatrixXf::Ones(2, 3));
     EXPECT_EQ(npy::inspect(path).descr, "<f4");
@@ -89,7 +100,7 @@ TEST(Npy, WriteInTheScalarTypeOfTheMatrix) {
     EXPECT_TRUE(h.fortran_order);
 }
 
-TEST(Npy, CAndFortranOrderOfTheSameMatrix) {
+TEST_F(Npy, CAndFortranOrderOfTheSameMatrix) {
     const std::string c = temp_path("c.npy"), f = temp_path("f.npy");
     write_raw(c, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }\n",
               bytes_of<double>({1, 2, 3, 4, 5, 6}));
@@ -99,7 +110,7 @@ TEST(Npy, CAndFortranOrderOfTheSameMatrix) {
     EXPECT_EQ(npy::read_matrix<double>(f), three_by_two());
 }
 
-TEST(Npy, LargeArraysAreReadInSeveralChunks) {
+TEST_F(Npy, LargeArraysAreReadInSeveralChunks) {
     // 1100 rows of 1000 float32 = 4.2 MiB, more than one 4 MiB chunk, in both orders.
     const Eigen::MatrixXf m = attnx::random_normal<float>(1100, 1000, 2, 1);
     for (const npy::Order order : {npy::Order::C, npy::Order::Fortran}) {
@@ -109,7 +120,7 @@ TEST(Npy, LargeArraysAreReadInSeveralChunks) {
     }
 }
 
-TEST(Npy, HeaderVariantsOfOtherWriters) {
+TEST_F(Npy, HeaderVariantsOfOtherWriters) {
     const std::vector<char> data = bytes_of<double>({1, 2, 3, 4, 5, 6});
     const std::string path = temp_path("variant.npy");
     for (const std::string& header : {
@@ -125,7 +136,7 @@ TEST(Npy, HeaderVariantsOfOtherWriters) {
     EXPECT_EQ(npy::read_matrix<double>(path), three_by_two());
 }
 
-TEST(Npy, OtherDtypesAndByteOrders) {
+TEST_F(Npy, OtherDtypesAndByteOrders) {
     const std::string path = temp_path("dtype.npy");
     write_raw(path, 1, "{'descr': '>f8', 'fortran_order': False, 'shape': (3, 2), }\n",
               bytes_of<double>({1, 2, 3, 4, 5, 6}, true));
@@ -146,7 +157,7 @@ TEST(Npy, OtherDtypesAndByteOrders) {
     EXPECT_EQ(npy::read_matrix<double>(path), Eigen::Vector3d(1, 0, 1));
 }
 
-TEST(Npy, LeadingDimensionsOfOneAreDropped) {
+TEST_F(Npy, LeadingDimensionsOfOneAreDropped) {
     const std::string path = temp_path("nd.npy");
     write_raw(path, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 3, 2), }\n",
               bytes_of<double>({1, 2, 3, 4, 5, 6}));
@@ -157,7 +168,7 @@ TEST(Npy, LeadingDimensionsOfOneAreDropped) {
                 ThrowsMessage<npy::error>(AllOf(HasSubstr("has shape (2, 3, 1)"), HasSubstr("leading dimensions"))));
 }
 
-TEST(Npy, EveryMalformedFileThrowsAClearError) {
+TEST_F(Npy, EveryMalformedFileThrowsAClearError) {
     const std::string path = temp_path("bad.npy");
     const auto expect_error = [&](const std::string& what) {
         EXPECT_THAT([&] { npy::read_matrix<double>(path); },
@@ -201,7 +212,33 @@ TEST(Npy, EveryMalformedFileThrowsAClearError) {
     expect_error("is too large");
 }
 
-TEST(Npy, WriteToAMissingDirectoryThrows) {
+TEST_F(Npy, ADirectoryOrAPipeIsNamedAsSuch) {
+    // Not "file is 9223372036854775807 bytes": say what the path is.
+    const std::string dir = temp_path("subdir.npy");
+    ASSERT_TRUE(std::filesystem::create_directory(dir));
+    EXPECT_THAT([&] { npy::read_matrix<double>(dir); },
+                ThrowsMessage<npy::error>(HasSubstr("npy: " + dir + ": cannot open file: it is a directory")));
+    EXPECT_THAT([&] { npy::inspect(dir); }, ThrowsMessage<npy::error>(HasSubstr("it is a directory")));
+    const std::string fifo = temp_path("fifo.npy");
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_THAT([&] { npy::read_matrix<double>(fifo); },
+                ThrowsMessage<npy::error>(HasSubstr("npy: " + fifo + ": cannot open file: it is not a regular file")));
+    EXPECT_THAT([] { npy::read_matrix<double>("/nonexistent/x.npy"); },
+                ThrowsMessage<npy::error>(HasSubstr("npy: /nonexistent/x.npy: cannot open file: it does not exist")));
+}
+
+TEST(NpyTempDir, RemovesItsFilesWhenItGoesOutOfScope) {
+    std::string path;
+    {
+        const testing_support::TempDir dir("attnx_test_tempdir_");
+        path = dir.path();
+        npy::write(dir.file("x.npy"), Eigen::MatrixXd::Ones(2, 2));
+        ASSERT_TRUE(std::filesystem::exists(dir.file("x.npy")));
+    }
+    EXPECT_FALSE(std::filesystem::exists(path)) << path;
+}
+
+TEST_F(Npy, WriteToAMissingDirectoryThrows) {
     EXPECT_THAT([] { npy::write("/nonexistent/dir/x.npy", Eigen::MatrixXd::Ones(2, 2), false); },
                 ThrowsMessage<npy::error>(HasSubstr("npy: /nonexistent/dir/x.npy: cannot create file")));
 }

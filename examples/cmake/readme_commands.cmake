@@ -1,0 +1,51 @@
+# Runs the README's attnx_run commands (the ```sh block between <!-- readme-run:begin --> and
+# <!-- readme-run:end -->) as written, on the .npy files of one conformance case, with
+# build-release/examples/attnx_run replaced by the attnx_run under test, and checks that what
+# they print makes sense: every command succeeds, and the comparison the block makes is of like
+# with like (rel_fro below 1e-2; BigBird against a reference computed with other options gives
+# 0.1 or more). The work directory is removed afterwards, also when a check fails.
+#   cmake -DREADME=README.md -DRUN=attnx_run -DDATA=<case dir with q/k/v.npy> -DWORK=<dir> -P readme_commands.cmake
+foreach(_v README RUN DATA WORK)
+  if(NOT DEFINED ${_v})
+    message(FATAL_ERROR "readme_commands.cmake: -D${_v}=... is required")
+  endif()
+endforeach()
+file(READ "${README}" _readme)
+string(REGEX MATCH "<!-- readme-run:begin -->[^`]*```sh\n([^`]*)```[^`]*<!-- readme-run:end -->" _ "${_readme}")
+set(_block "${CMAKE_MATCH_1}")
+if(NOT _block MATCHES "attnx_run")
+  message(FATAL_ERROR "${README} has no ```sh block with attnx_run between the readme-run markers")
+endif()
+string(REPLACE "build-release/examples/attnx_run" "\"${RUN}\"" _script "${_block}")
+
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+foreach(_f q k v)
+  file(COPY "${DATA}/${_f}.npy" DESTINATION "${WORK}")
+endforeach()
+file(WRITE "${WORK}/readme.sh" "set -e\n${_script}")
+execute_process(COMMAND sh "${WORK}/readme.sh" WORKING_DIRECTORY "${WORK}"
+                RESULT_VARIABLE _code OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+set(_problems "")
+foreach(_f out.npy ref.npy bb.npy)
+  if(NOT EXISTS "${WORK}/${_f}")
+    string(APPEND _problems "the commands wrote no ${_f}\n")
+  endif()
+endforeach()
+file(REMOVE_RECURSE "${WORK}")
+message("README commands (exit status ${_code}):\n${_block}\noutput:\n${_out}${_err}")
+if(NOT _code EQUAL 0)
+  message(FATAL_ERROR "a README command failed (exit status ${_code})")
+endif()
+string(REGEX MATCHALL "attnx_run: [a-z-]+, float32" _runs "${_out}")
+list(LENGTH _runs _n)
+if(NOT _n EQUAL 3)
+  message(FATAL_ERROR "expected 3 attnx_run result lines, got ${_n}")
+endif()
+if(NOT _out MATCHES "compare: rel_fro=[0-9]\\.[0-9]+e-(0[2-9]|[1-9][0-9])")
+  message(FATAL_ERROR "the README's comparison is not of like with like: rel_fro is 1e-2 or more")
+endif()
+if(_problems)
+  message(FATAL_ERROR "${_problems}")
+endif()
+message("README commands ok")
