@@ -101,7 +101,7 @@ TEST(SizeLimits, BlockLargerThanTheSequenceIsOneBlock) {
         const Matrix<double> ref = attnx::exact_attention(x.q, x.k, x.v, eo);
         EXPECT_LT(attnx::compare(attnx::bigbird_attention(x.q, x.k, x.v, bo, o), ref).rel_fro, 1e-14);
         Matrix<double> out(10, 3);
-        attnx::bigbird_attention(x.q, x.k, x.v, out, bo, o);
+        attnx::bigbird_attention(x.q, x.k, x.v, bo, out, o);
         EXPECT_LT(attnx::compare(out, ref).rel_fro, 1e-14);
     }
     // Huge windows, global and random counts on a real multi-block layout: every block kept.
@@ -190,7 +190,8 @@ TEST(OutOverlap, EveryOutOverloadRejectsAliasing) {
     const attnx::BlockLayout layout = attnx::BlockLayout::bigbird(300);
     EXPECT_THAT([&] { attnx::block_sparse_attention(x.q, x.k, x.v, layout, x.v); },
                 shares("block_sparse_attention", "v"));
-    EXPECT_THAT([&] { attnx::bigbird_attention(x.q, x.k, x.v, x.k); }, shares("bigbird_attention", "k"));
+    EXPECT_THAT([&] { attnx::bigbird_attention(x.q, x.k, x.v, attnx::BigBirdOptions{}, x.k); },
+                shares("bigbird_attention", "k"));
     attnx::NystromOptions no;
     no.num_landmarks = 16;
     no.conv_kernel = {0.25, 0.5, 0.25};

@@ -196,10 +196,11 @@ Matrix<typename DQ::Scalar> bigbird_attention(const Eigen::MatrixBase<DQ>& q, co
     return out;
 }
 
-/// As above, writing into a caller-provided n x d_v buffer.
+/// As above, writing into a caller-provided n x d_v buffer (the layout parameters come before
+/// `out`, as a block_sparse_attention layout or a Linformer projection does).
 template <typename DQ, typename DK, typename DV>
 void bigbird_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
-                       Eigen::Ref<Matrix<typename DQ::Scalar>> out, const BigBirdOptions& bigbird = {},
+                       const BigBirdOptions& bigbird, Eigen::Ref<Matrix<typename DQ::Scalar>> out,
                        const AttentionOptions& options = {}) {
     constexpr const char* fn = "bigbird_attention";
     detail::check_bigbird_call(fn, q, k, v, bigbird, options);

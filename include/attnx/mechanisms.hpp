@@ -169,7 +169,7 @@ struct BigBird {
     template <typename DQ, typename DK, typename DV>
     void operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
                     Eigen::Ref<Matrix<typename DQ::Scalar>> out) const {
-        bigbird_attention(q, k, v, out, bigbird, options);
+        bigbird_attention(q, k, v, bigbird, out, options);
     }
     template <typename DQ, typename DK, typename DV>
     Matrix<typename DQ::Scalar> operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,

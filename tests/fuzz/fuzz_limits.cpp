@@ -110,7 +110,7 @@ void run(fuzz::Input& in) {
         c.what = "out aliasing an input";
         const bool returned = fuzz::call(c, [&] {
             if (mech == 0) attnx::exact_attention(q, k, v, alias, eo);
-            if (mech == 1) attnx::bigbird_attention(q, k, v, alias, bo, common);
+            if (mech == 1) attnx::bigbird_attention(q, k, v, bo, alias, common);
             if (mech == 2) attnx::nystrom_attention(q, k, v, alias, no);
             if (mech == 3) attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::dense(n, 8), alias, common);
         });
