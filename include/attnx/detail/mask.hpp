@@ -18,8 +18,14 @@ struct MaskSpec {
     const std::vector<bool>* key_padding = nullptr;  ///< nullptr or length n_k
     bool causal = false;
     Index causal_offset = 0;  ///< query i sees keys j <= i + causal_offset
+    /// nullptr, or for each row i of q its position in the full query sequence, ascending
+    /// (the estimator's gathered rows): the causal limit of row i is then
+    /// query_positions[i] + causal_offset instead of i + causal_offset.
+    const Index* query_positions = nullptr;
 
     bool any() const { return causal || key_padding != nullptr; }
+    /// The position of row i of q for causal masking.
+    Index position(Index i) const { return query_positions != nullptr ? query_positions[i] : i; }
 };
 
 inline MaskSpec make_mask(const AttentionOptions& o, Index n_q, Index n_k) {

@@ -62,16 +62,17 @@ void apply_mask_tile(Tile&& st, Index j0, Index i0, const MaskSpec& mask,
     if (mask.causal) {
         // Query i sees keys j <= i + offset: in column c, rows r >= i0 + c + offset + 1 - j0 are masked.
         for (Index c = 0; c < bq; ++c) {
-            const Index first_masked = std::max<Index>(0, i0 + c + mask.causal_offset + 1 - j0);
+            const Index first_masked = std::max<Index>(0, mask.position(i0 + c) + mask.causal_offset + 1 - j0);
             if (first_masked < bk) st.col(c).segment(first_masked, bk - first_masked).setConstant(neg_inf);
         }
     }
 }
 
-/// True if some entry of the key tile [j0, j1) x query tile [i0, i1) can be masked.
+/// True if some entry of the key tile [j0, j1) x query tile [i0, i1) can be masked (query
+/// positions ascend, so row i0 has the smallest causal limit).
 inline bool tile_needs_mask(const MaskSpec& mask, Index i0, Index j1) {
     if (mask.key_padding != nullptr) return true;  // cheap enough to apply; rows are skipped fast
-    return mask.causal && j1 - 1 > i0 + mask.causal_offset;
+    return mask.causal && j1 - 1 > mask.position(i0) + mask.causal_offset;  // positions ascend
 }
 
 /// Per-thread workspace of the online-softmax kernel, allocated once per call.
@@ -258,11 +259,13 @@ struct DenseKeyTiles {
     Index n_q = 0, n_k = 0, bq = 0, bk = 0;
     bool causal = false;
     Index causal_offset = 0;
+    const Index* query_positions = nullptr;  ///< as MaskSpec::query_positions
 
     Index count(Index qt) const {
         Index visible = n_k;
         if (causal) {
-            const Index last_row = std::min(n_q, (qt + 1) * bq) - 1;
+            Index last_row = std::min(n_q, (qt + 1) * bq) - 1;
+            if (query_positions != nullptr) last_row = query_positions[last_row];
             visible = std::min<Index>(n_k, std::max<Index>(0, last_row + causal_offset + 1));
         }
         return ceil_div(visible, bk);
@@ -284,6 +287,7 @@ void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eig
     tiles.bk = bk;
     tiles.causal = mask.causal;
     tiles.causal_offset = mask.causal_offset;
+    tiles.query_positions = mask.query_positions;
     online_softmax_attention<Scalar>(q, k, v, scale, mask, bq, std::min(bk, k.rows()), tiles, out);
 }
 
