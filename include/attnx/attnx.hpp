@@ -6,6 +6,7 @@
 
 #include "attnx/bigbird.hpp"
 #include "attnx/core.hpp"
+#include "attnx/estimate.hpp"
 #include "attnx/exact.hpp"
 #include "attnx/linformer.hpp"
 #include "attnx/mechanisms.hpp"

@@ -61,6 +61,10 @@ Scalar instantiate() {
         const auto mech = Case::template make<Scalar>(64);
         mech(q, k, v, mout);
         acc += mout.sum() + mech(q, k, v).sum() + static_cast<Scalar>(mech.name().size() + mech.parameters().size());
+        attnx::EstimateOptions est;  // the estimator over every mechanism value, both call forms
+        est.samples = 16;
+        acc += static_cast<Scalar>(attnx::estimate_error(mech, q, k, v, est).rel_fro +
+                                   attnx::estimate_error(mech, q, k, v, mout, est).ci_high);
     });
     return acc;
 }
