@@ -5,7 +5,7 @@
 // computed exactly when n <= --exact-limit, else estimated from --samples exact rows with its
 // confidence interval (attnx::estimate_error). Computes in float.
 //
-//   attnx_eval --q q.npy --k k.npy --v v.npy [--heads H] [--head-layout bnhd|bhnd] [--causal]
+//   attnx_eval (--q q.npy --k k.npy --v v.npy | --synthetic N) [--heads H] [--head-layout bnhd|bhnd] [--causal]
 //              [--methods nystrom,linformer,longformer,bigbird] [--reps 3] [--exact-limit 4096]
 //              [--samples 256] [--seed 0] [--confidence 0.95] [--json FILE]
 //
@@ -13,7 +13,8 @@
 // (H, n, d); 4-d (B, N, H, D) (--head-layout bnhd, the default) or (B, H, N, D) (bhnd), each
 // (batch, head) pair evaluated as one head. K and V may have fewer heads than Q when they divide
 // it (grouped-query attention: query head h reads key/value head h / (H_q / H_kv)).
-// Exit status 2 with one line on stderr for bad files or options.
+// --synthetic N evaluates the demo's synthetic "realistic" inputs (examples/example_inputs.hpp,
+// n = N, d = 64, seed --seed) instead, for comparison. Exit status 2 with one line on stderr for bad files or options.
 #include <attnx/attnx.hpp>
 
 #include <algorithm>
@@ -31,6 +32,7 @@
 #include <omp.h>
 #endif
 
+#include "example_inputs.hpp"
 #include "npy.hpp"
 
 namespace {
@@ -42,6 +44,7 @@ using Clock = std::chrono::steady_clock;
 struct Config {
     std::string q, k, v, json, layout = "bnhd";
     Index heads = 0;  // 0: from the shape
+    Index synthetic = 0;  // > 0: the demo's synthetic inputs with n = synthetic, d = 64, instead of files
     bool causal = false;
     std::vector<std::string> methods;  // empty: all
     int reps = 3;
@@ -57,7 +60,7 @@ struct Config {
 
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
-                 "%s\nusage: attnx_eval --q Q.npy --k K.npy --v V.npy [--heads H] [--head-layout bnhd|bhnd] "
+                 "%s\nusage: attnx_eval (--q Q.npy --k K.npy --v V.npy | --synthetic N) [--heads H] [--head-layout bnhd|bhnd] "
                  "[--causal]\n       [--methods nystrom,linformer,longformer,bigbird] [--reps R] [--exact-limit N] "
                  "[--samples S]\n       [--seed S] [--confidence C] [--json FILE]\n",
                  msg.c_str());
@@ -82,6 +85,7 @@ Config parse(int argc, char** argv) {
             else if (a == "--json") c.json = val;
             else if (a == "--head-layout") c.layout = val;
             else if (a == "--heads") c.heads = std::stoll(val);
+            else if (a == "--synthetic") c.synthetic = std::stoll(val);
             else if (a == "--reps") c.reps = std::stoi(val);
             else if (a == "--exact-limit") c.exact_limit = std::stoll(val);
             else if (a == "--samples") c.samples = std::stoll(val);
@@ -97,7 +101,9 @@ Config parse(int argc, char** argv) {
             usage("attnx_eval: bad value '" + val + "' for " + a);
         }
     }
-    if (c.q.empty() || c.k.empty() || c.v.empty()) usage("attnx_eval: --q, --k and --v are required");
+    if (c.synthetic < 0) usage("attnx_eval: --synthetic must be >= 1");
+    if (c.synthetic == 0 && (c.q.empty() || c.k.empty() || c.v.empty()))
+        usage("attnx_eval: --q, --k and --v are required (or --synthetic N)");
     if (c.layout != "bnhd" && c.layout != "bhnd") usage("attnx_eval: --head-layout must be bnhd or bhnd, not " + c.layout);
     if (c.reps < 1 || c.heads < 0 || c.exact_limit < 0) usage("attnx_eval: --reps must be >= 1, --heads and --exact-limit >= 0");
     for (const std::string& m : c.methods)
@@ -325,12 +331,21 @@ std::string json_escape(const std::string& s) {
 int main(int argc, char** argv) {
     const Config cfg = parse(argc, argv);
     Tensor tq, tk, tv;
-    try {
-        tq = read_tensor(cfg.q);
-        tk = read_tensor(cfg.k);
-        tv = read_tensor(cfg.v);
-    } catch (const npy::error& e) {
-        fail(e.what());
+    if (cfg.synthetic > 0) {  // one head of the demo's inputs, as a (n, 64) array each
+        const auto x = examples::realistic_inputs<float>(cfg.synthetic, 64, 64, cfg.seed);
+        for (auto [t, m] : {std::make_pair(&tq, &x.q), std::make_pair(&tk, &x.k), std::make_pair(&tv, &x.v)}) {
+            t->shape = {cfg.synthetic, 64};
+            const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm = *m;
+            t->data.assign(rm.data(), rm.data() + rm.size());
+        }
+    } else {
+        try {
+            tq = read_tensor(cfg.q);
+            tk = read_tensor(cfg.k);
+            tv = read_tensor(cfg.v);
+        } catch (const npy::error& e) {
+            fail(e.what());
+        }
     }
     const Heads hq = as_heads(tq, cfg.q, cfg), hk = as_heads(tk, cfg.k, cfg), hv = as_heads(tv, cfg.v, cfg);
     if (hk.count != hv.count || hk.n != hv.n)
