@@ -268,8 +268,8 @@ std::vector<Method> grid(const Config& cfg, Index n) {
             if (n / b < 4) break;
             const attnx::BlockLayout layout = attnx::BlockLayout::longformer(n, b, 3, b);
             std::ostringstream os;
-            os << "b = " << b << ", w 3, 1 global block (density " << std::fixed;
             os.precision(2);
+            os << "b = " << b << ", w 3, 1 global block (density ";
             os << layout.density() << ")";
             g.push_back(make("longformer", "b = " + std::to_string(b), layout.density(), attnx::BlockSparse{layout, common}));
             g.back().params = os.str();
@@ -282,8 +282,8 @@ std::vector<Method> grid(const Config& cfg, Index n) {
             const double density = attnx::BlockLayout::bigbird(n, bo).density();
             g.push_back(make("bigbird", "b = " + std::to_string(b), density, attnx::BigBird{bo, common}));
             std::ostringstream os;
-            os << g.back().params << " (density " << std::fixed;
             os.precision(2);
+            os << g.back().params << " (density ";
             os << density << ")";
             g.back().params = os.str();
         }
