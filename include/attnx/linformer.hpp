@@ -287,17 +287,26 @@ struct ProjectionMagnitudes {
     long double e = 0, f = 0;
 };
 
-/// The check between the projection and the attention (with check_finite on): E K and F V must
-/// not have overflowed, and the logits s·q·(E K) must fit the Scalar type.
+/// The first half of the check between the projection and the attention (with check_finite
+/// on): E K and F V must not have overflowed. Returns max|E K| for the logit check.
 template <typename Scalar>
-void check_projection(const char* fn, const AttentionOptions& o, Index n_k, const Magnitudes& mag,
-                      const ProjectionMagnitudes& pm, Index d, const Matrix<Scalar>& kp, const Matrix<Scalar>& vp) {
+long double check_projection_finite(const char* fn, Index n_k, const Magnitudes& mag, const ProjectionMagnitudes& pm,
+                                    const Matrix<Scalar>& kp, const Matrix<Scalar>& vp) {
     long double max_kp = 0, max_vp = 0;
     const bool kp_ok = finite_max_abs(kp, max_kp), vp_ok = finite_max_abs(vp, max_vp);
     if (!kp_ok || !vp_ok)
         throw_invalid(fn, ": the projection ", kp_ok ? "F V" : "E K", " overflowed ", scalar_name<Scalar>(),
                       " (n_k = ", n_k, ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v), ", max|E| = ", sci(pm.e),
                       ", max|F| = ", sci(pm.f), "); rescale k, v or the projections, or use double");
+    return max_kp;
+}
+
+/// The check between the projection and the attention (with check_finite on): E K and F V must
+/// not have overflowed, and the logits s·q·(E K) must fit the Scalar type.
+template <typename Scalar>
+void check_projection(const char* fn, const AttentionOptions& o, Index n_k, const Magnitudes& mag,
+                      const ProjectionMagnitudes& pm, Index d, const Matrix<Scalar>& kp, const Matrix<Scalar>& vp) {
+    const long double max_kp = check_projection_finite<Scalar>(fn, n_k, mag, pm, kp, vp);
     check_logit_range<Scalar>(fn, resolve_scale_double(o, d), d, mag.q, max_kp, "q", "E K");
 }
 
@@ -382,6 +391,62 @@ ProjectionMagnitudes magnitudes_of(const LinformerProjection<Scalar>& p) {
     pm.e = p.max_abs_e();
     pm.f = p.max_abs_f();
     return pm;
+}
+
+/// The key side of one Linformer call, K̄ = E K and V̄ = F V, computed once and shared by every
+/// query head that reads the same keys (multi_head_attention with grouped-query attention).
+template <typename Scalar>
+struct LinformerKeys {
+    Matrix<Scalar> kp, vp;     ///< E K (k x d), F V (k x d_v)
+    Magnitudes mag;            ///< max|k|, max|v| (q is filled in per query head)
+    ProjectionMagnitudes pm;   ///< max|E|, max|F|
+    long double max_kp = 0;    ///< max|E K|, for the logit check
+    Index n_k = 0, d = 0;
+};
+
+/// The key half of linformer_checked with a LinformerProjection: checks the sizes and options
+/// against the projection, scans K and V, projects, and checks E K, F V for overflow.
+template <typename Scalar>
+void linformer_prepare_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& k,
+                            const Eigen::Ref<const Matrix<Scalar>>& v, const LinformerProjection<Scalar>& p,
+                            const AttentionOptions& o, LinformerKeys<Scalar>& keys) {
+    check_nonempty(fn, "k", k);
+    check_nonempty(fn, "v", v);
+    if (v.rows() != k.rows())
+        throw_invalid(fn, ": v has ", v.rows(), " rows but k has ", k.rows(), " (every key needs one value row)");
+    if (p.rank() < 1) throw_invalid(fn, ": the projection is empty (k = 0; a moved-from LinformerProjection?)");
+    const Index n_k = k.rows();
+    if (n_k > p.max_length())
+        throw_invalid(fn, ": there are n_k = k.rows() = ", n_k, " keys but the projection covers at most n_max = ",
+                      p.max_length(), " (projection.max_length()); draw one with n_max >= n_k");
+    check_linformer_options(fn, o, n_k);
+    const Matrix<Scalar> no_queries(0, k.cols());
+    keys.mag = check_finite_qkv<Scalar>(fn, o, no_queries, k, v);
+    keys.pm = magnitudes_of(p);
+    keys.n_k = n_k;
+    keys.d = k.cols();
+    linformer_project<Scalar>(p.e().leftCols(n_k), p.f().leftCols(n_k), k, v, o.key_padding_mask, keys.kp, keys.vp);
+    if (keys.mag.scanned) keys.max_kp = check_projection_finite<Scalar>(fn, n_k, keys.mag, keys.pm, keys.kp, keys.vp);
+}
+
+/// The query half: scans Q, checks the logit bound against max|E K|, attends and checks the
+/// result. With linformer_prepare_keys, the same values (bit for bit) as linformer_checked.
+template <typename Scalar>
+void linformer_attend_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q, const LinformerKeys<Scalar>& keys,
+                           const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    check_nonempty(fn, "q", q);
+    if (q.cols() != keys.d)
+        throw_invalid(fn, ": k has ", keys.d, " columns but q has ", q.cols(), " (both need the same head dimension d)");
+    check_out(fn, out, q.rows(), keys.vp.cols());
+    Magnitudes mag = keys.mag;
+    if (mag.scanned) {
+        long double max_q = 0;
+        if (!finite_max_abs(q, max_q)) check_finite(fn, "q", q);
+        mag.q = max_q;
+        check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, keys.max_kp, "q", "E K");
+    }
+    linformer_attend<Scalar>(q, keys.kp, keys.vp, o, out);
+    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(keys.pm.e) + ", max|F| = " + sci(keys.pm.f));
 }
 
 }  // namespace detail

@@ -124,6 +124,20 @@ struct Linformer {
         return linformer_attention(q, k, v, get(), options);
     }
 
+    /// Key-side work shared between query heads (the optional hook multi_head_attention looks
+    /// for): K̄ = E K and V̄ = F V of one key/value head, with the checks of K and V, computed
+    /// once and reused by every query head of its group through attend_keys. The pair gives
+    /// the same values, bit for bit, and the same errors as a call of the value.
+    using KeyState = detail::LinformerKeys<Scalar>;
+    void prepare_keys(const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                      KeyState& state) const {
+        detail::linformer_prepare_keys<Scalar>("linformer_attention", k, v, get(), options, state);
+    }
+    void attend_keys(const Eigen::Ref<const Matrix<Scalar>>& q, const KeyState& state,
+                     Eigen::Ref<Matrix<Scalar>> out) const {
+        detail::linformer_attend_keys<Scalar>("linformer_attention", q, state, options, out);
+    }
+
 private:
     const LinformerProjection<Scalar>& get() const {
         if (!projection)
