@@ -11,6 +11,7 @@
 #include "attnx/linformer.hpp"
 #include "attnx/mechanisms.hpp"
 #include "attnx/metrics.hpp"
+#include "attnx/multi_head.hpp"
 #include "attnx/nystrom.hpp"
 #include "attnx/random.hpp"
 #include "attnx/version.hpp"

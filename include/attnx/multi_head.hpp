@@ -110,7 +110,7 @@ struct HeadsView {
 
     /// A mutable view converts to a const one.
     template <typename U = T, typename = std::enable_if_t<!std::is_const<U>::value>>
-    operator HeadsView<const Scalar>() const {  // NOLINT(google-explicit-constructor)
+    operator HeadsView<const U>() const {  // NOLINT(google-explicit-constructor)
         return {data, batch, tokens, heads, dim, stride_batch, stride_token, stride_head, stride_dim};
     }
 
@@ -371,19 +371,19 @@ std::pair<std::exception_ptr, Index> run_items(Index n, bool parallel, int threa
         return {first, first_i};
     }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
+ATTNX_OMP(parallel num_threads(threads))
     {
         // Nested regions of the kernels get one thread anyway (one active level); this makes
         // Eigen's own products on this thread single-threaded too (it asks omp_get_max_threads),
         // as they are inside a kernel's team at top level. The setting ends with the region.
         omp_set_num_threads(1);
         const int t = omp_get_thread_num();
-#pragma omp for schedule(static)
+ATTNX_OMP(for schedule(static))
         for (Index i = 0; i < n; ++i) {
             try {
                 body(i, t);
             } catch (...) {
-#pragma omp critical(attnx_multi_head_error)
+ATTNX_OMP(critical(attnx_multi_head_error))
                 if (i < first_i) {
                     first_i = i;
                     first = std::current_exception();
