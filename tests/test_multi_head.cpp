@@ -464,6 +464,59 @@ TEST(MultiHead, BadInputsThrowBeforeAnyWork) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Decoding (exact, streaming, n_q <= query_tile): the scan of K and V is fused into the kernel's
+// pass. Same values as without checks, and the same errors as the separate scan, even for keys
+// that no query sees.
+
+TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
+    const auto qkv = [](Index n_q, std::uint64_t seed) {
+        return std::vector<Matrix<float>>{attnx::random_normal<float>(n_q, 16, seed, 1, 0.0, 1.5),
+                                          attnx::random_normal<float>(700, 16, seed, 2, 0.0, 1.5),
+                                          attnx::random_normal<float>(700, 12, seed, 3)};
+    };
+    for (const Index n_q : {1, 5, 128}) {  // one query tile: the fused path (128 = query_tile)
+        for (const bool causal : {false, true}) {
+            const auto x = qkv(n_q, 70 + static_cast<std::uint64_t>(n_q));
+            attnx::ExactOptions on, off;
+            on.causal = off.causal = causal;
+            off.check_finite = false;
+            const Matrix<float> checked = attnx::exact_attention(x[0], x[1], x[2], on);
+            EXPECT_TRUE(checked == attnx::exact_attention(x[0], x[1], x[2], off)) << n_q << " queries";
+            ASSERT_TRUE(checked.allFinite());
+        }
+    }
+    const auto throws = [](const std::vector<Matrix<float>>& x, const attnx::ExactOptions& o, const std::string& what) {
+        EXPECT_THAT([&] { attnx::exact_attention(x[0], x[1], x[2], o); },
+                    ThrowsMessage<attnx::invalid_argument>(HasSubstr(what)));
+    };
+    attnx::ExactOptions causal;
+    causal.causal = true;
+    auto x = qkv(3, 80);
+    x[1](650, 3) = std::numeric_limits<float>::quiet_NaN();
+    x[1](690, 1) = std::numeric_limits<float>::infinity();
+    throws(x, causal, "attnx::exact_attention: k (700x16) has a non-finite entry k(690, 1) = inf");  // column-major order
+    x = qkv(1, 81);
+    x[2](5, 2) = -std::numeric_limits<float>::infinity();
+    attnx::ExactOptions padded;
+    padded.key_padding_mask.assign(700, false);
+    padded.key_padding_mask[5] = true;  // the key is masked: its value is never used, still rejected
+    throws(x, padded, "v (700x12) has a non-finite entry v(5, 2) = -inf");
+    x = qkv(1, 82);
+    x[0](0, 0) = std::numeric_limits<float>::quiet_NaN();
+    throws(x, {}, "q (1x16) has a non-finite entry q(0, 0) = nan");
+    x = qkv(2, 83);
+    x[0] *= 1e18f;
+    x[1] *= 1e18f;
+    throws(x, {}, "attnx::exact_attention: logits may overflow float: scale * d * max|q| * max|k|");
+    x = qkv(1, 84);
+    x[2] *= 3e37f;  // finite inputs, but the weighted sums of V overflow
+    x[2].row(0).setConstant(3e38f);
+    x[2].row(1).setConstant(3e38f);
+    x[0].setZero();  // uniform weights
+    throws(x, {}, "the result overflowed float");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Real inputs: tests/data/realdata (see ../shared/realdata/README.md), float32 [heads, 128, d_h].
 
 std::vector<float> read_f32(const std::string& path, std::vector<std::int64_t>& shape) {

@@ -67,7 +67,9 @@ struct AttentionOptions {
     /// the Scalar type (same scan), and results that overflowed (an O(n_q*d_v) scan of the
     /// output after the work). Set false only if the caller has validated its inputs already
     /// (finite, moderate magnitudes): all these scans are then skipped, and non-finite or
-    /// huge inputs give unspecified (possibly NaN) output.
+    /// huge inputs give unspecified (possibly NaN) output. Exact attention with few queries
+    /// (streaming, n_q <= query_tile: decoding) fuses the scan of K and V into its kernel's pass
+    /// and throws the same errors after that pass (exact.hpp).
     bool check_finite = true;
 };
 

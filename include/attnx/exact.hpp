@@ -18,6 +18,10 @@
 /// Overflow (with check_finite on): logits that could overflow the Scalar type
 /// (s·d·max|q|·max|k| > max/16) throw attnx::invalid_argument before any work; an output that
 /// overflowed anyway (sums of huge V rows) throws after it (see core.hpp).
+/// Decoding (streaming kernel, n_q <= query_tile): the NaN/Inf and magnitude scan of K and V is
+/// fused into the kernel's one pass over them instead of being a pass of its own (it cost as
+/// much as the attention); the same errors are thrown, after that pass (out may then have been
+/// written), and no value computed from bad inputs is returned.
 /// Causal with n_q != n_k is aligned bottom-right: query i sees keys j <= i + n_k - n_q.
 #ifndef ATTNX_EXACT_HPP
 #define ATTNX_EXACT_HPP
@@ -91,11 +95,42 @@ void check_exact_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eige
     check_exact_options(fn, o, k.rows());
 }
 
+/// Exact attention with at most one query tile (decoding: n_q <= query_tile) and check_finite
+/// on: the same checks, errors and values as exact_checked, without its separate pass over K and
+/// V. Q is scanned first (n_q x d, small); K and V are scanned inside the kernel, tile by tile
+/// while each tile is in cache. With one query tile the kernel visits every key tile exactly once
+/// (its last row sees every key, causal masks being bottom-right aligned), so every entry of K
+/// and V is scanned. The NaN/Inf and logit-bound checks of K then run after the pass, before
+/// the result is returned: the same attnx::invalid_argument (same message, same order: q, k, v,
+/// logits, result) is thrown, but `out` may have been written. Values computed from bad inputs
+/// are never returned.
+template <typename Scalar>
+void exact_fused_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
+                         const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                         const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    Magnitudes mag;
+    if (!finite_max_abs(q, mag.q)) check_finite(fn, "q", q);
+    KeyScan scan;
+    dense_online_attention<Scalar>(q, k, v, resolve_scale<Scalar>(o, q.cols()), make_mask(o, q.rows(), k.rows()),
+                                   o.query_tile, o.key_tile, out, &scan);
+    if (!scan.ok_k) check_finite(fn, "k", k);
+    if (!scan.ok_v) check_finite(fn, "v", v);
+    mag.k = scan.max_k;
+    mag.v = scan.max_v;
+    mag.scanned = true;
+    check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, mag.k);
+    check_result<Scalar>(fn, mag, out);
+}
+
 /// The input scan, the kernel and the result check of exact attention (the shapes and options
 /// were checked by check_exact_call).
 template <typename Scalar>
 void exact_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                    const Eigen::Ref<const Matrix<Scalar>>& v, const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    if (o.check_finite && o.kernel == ExactKernel::Streaming && q.rows() <= o.query_tile) {
+        exact_fused_checked<Scalar>(fn, q, k, v, o, out);
+        return;
+    }
     const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
     exact_impl<Scalar>(q, k, v, o, out);
     check_result<Scalar>(fn, mag, out);

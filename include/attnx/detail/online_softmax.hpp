@@ -75,6 +75,29 @@ inline bool tile_needs_mask(const MaskSpec& mask, Index i0, Index j1) {
     return mask.causal && j1 - 1 > mask.position(i0) + mask.causal_offset;  // positions ascend
 }
 
+/// The input scan fused into the kernel's pass over the keys (exact attention with few queries,
+/// see exact.hpp): max |k|, max |v| over the key tiles the kernel visited, and whether they were
+/// all finite. Read while each tile is in cache, so it costs no pass over memory of its own.
+struct KeyScan {
+    double max_k = 0, max_v = 0;
+    bool ok_k = true, ok_v = true;
+
+    void merge(const KeyScan& o) {
+        max_k = std::max(max_k, o.max_k);
+        max_v = std::max(max_v, o.max_v);
+        ok_k = ok_k && o.ok_k;
+        ok_v = ok_v && o.ok_v;
+    }
+};
+
+/// scan_column (checks.hpp) over every column of a block: raises best, returns false on NaN/Inf.
+template <typename Block>
+bool scan_block(const Block& b, double& best) {
+    bool ok = true;
+    for (Index c = 0; c < b.cols(); ++c) ok = scan_column(b.col(c), best) && ok;
+    return ok;
+}
+
 /// Per-thread workspace of the online-softmax kernel, allocated once per call.
 template <typename Scalar>
 struct OnlineWorkspace {
@@ -82,6 +105,8 @@ struct OnlineWorkspace {
     Matrix<Scalar> st;   ///< bk x bq: transposed scores, then probabilities
     Matrix<Scalar> acc;  ///< bq x d_v: unnormalised output
     Vector<Scalar> m, l, alpha;
+    bool scan_keys = false;  ///< fuse the input scan of the visited K and V tiles into keys
+    KeyScan keys;
 
     OnlineWorkspace(Index bq, Index bk, Index d, Index dv)
         : qs(bq, d), st(bk, bq), acc(bq, dv), m(bq), l(bq), alpha(bq) {}
@@ -110,6 +135,7 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
         if (bk <= 0) continue;
         auto st = ws.st.topLeftCorner(bk, bq);
         st.noalias() = k.middleRows(j0, bk) * qs.transpose();
+        if (ws.scan_keys) ws.keys.ok_k = scan_block(k.middleRows(j0, bk), ws.keys.max_k) && ws.keys.ok_k;
         const bool masked = mask.any() && tile_needs_mask(mask, i0, kr.end);
         if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
         bool rescale = false;
@@ -131,6 +157,7 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
         if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
         if (rescale) acc.array().colwise() *= alpha.array();
         acc.noalias() += st.transpose() * v.middleRows(j0, bk);
+        if (ws.scan_keys) ws.keys.ok_v = scan_block(v.middleRows(j0, bk), ws.keys.max_v) && ws.keys.ok_v;
     }
 }
 
@@ -147,11 +174,13 @@ void finish_rows(OnlineWorkspace<Scalar>& ws, Index bq, Out&& out) {
 ///
 /// KeyTiles provides:  Index count(Index qt) const;  KeyRange range(Index qt, Index t) const;
 /// for query tile qt (rows [qt*bq, min(n_q, (qt+1)*bq))), the t-th key range, t < count(qt).
-/// bk_max bounds the length of every key range.
+/// bk_max bounds the length of every key range. If `scan` is given, every visited K and V tile is
+/// also scanned (KeyScan) and the results of all threads are merged into *scan.
 template <typename Scalar, typename KeyTiles>
 void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                               const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
-                              Index bq, Index bk_max, const KeyTiles& tiles, Eigen::Ref<Matrix<Scalar>> out) {
+                              Index bq, Index bk_max, const KeyTiles& tiles, Eigen::Ref<Matrix<Scalar>> out,
+                              KeyScan* scan = nullptr) {
     const Index n_q = q.rows(), d = q.cols(), dv = v.cols();
     // Workspaces are sized by what the input needs, not by the options (a tile option of
     // 2^40 means one tile, not a 2^40-row allocation).
@@ -192,6 +221,7 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
 ATTNX_OMP(parallel num_threads(team))
         {
             OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
+            ws.scan_keys = scan != nullptr;
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index qt = 0; qt < n_qt; ++qt) {
                 errors.run([&] {
@@ -199,6 +229,10 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, 0, tiles.count(qt), ws);
                     finish_rows(ws, rows, out.middleRows(i0, rows));
                 });
+            }
+            if (scan != nullptr) {
+ATTNX_OMP(critical(attnx_key_scan))
+                scan->merge(ws.keys);
             }
         }
         errors.rethrow();
@@ -211,6 +245,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
 ATTNX_OMP(parallel num_threads(team))
     {
         OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
+        ws.scan_keys = scan != nullptr;
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index item = 0; item < n_items; ++item) {
             errors.run([&] {
@@ -226,6 +261,10 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 part_ml.block(item * bq, 0, rows, 1) = ws.m.head(rows);
                 part_ml.block(item * bq, 1, rows, 1) = ws.l.head(rows);
             });
+        }
+        if (scan != nullptr) {
+ATTNX_OMP(critical(attnx_key_scan))
+            scan->merge(ws.keys);
         }
     }
     errors.rethrow();
@@ -277,7 +316,7 @@ struct DenseKeyTiles {
 template <typename Scalar>
 void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                             const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
-                            Index bq, Index bk, Eigen::Ref<Matrix<Scalar>> out) {
+                            Index bq, Index bk, Eigen::Ref<Matrix<Scalar>> out, KeyScan* scan = nullptr) {
     bq = std::min(bq, q.rows());  // a tile larger than the input is one tile
     bk = std::min(bk, k.rows());
     DenseKeyTiles tiles;
@@ -288,7 +327,7 @@ void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eig
     tiles.causal = mask.causal;
     tiles.causal_offset = mask.causal_offset;
     tiles.query_positions = mask.query_positions;
-    online_softmax_attention<Scalar>(q, k, v, scale, mask, bq, std::min(bk, k.rows()), tiles, out);
+    online_softmax_attention<Scalar>(q, k, v, scale, mask, bq, std::min(bk, k.rows()), tiles, out, scan);
 }
 
 /// In place: each column of st becomes softmax of that column; all -inf columns become 0.
