@@ -90,12 +90,16 @@ struct KeyScan {
     }
 };
 
-/// scan_column (checks.hpp) over every column of a block: raises best, returns false on NaN/Inf.
+/// The scan of scan_column (checks.hpp) over a whole tile: raises best to max |x| and returns
+/// false on NaN/Inf. Whole-block reductions (Eigen accumulates packets across the columns and
+/// reduces once): per-column reductions of 128-row tile columns cost a horizontal reduction per
+/// column, which made the fused scan cost half as much as the separate pass it replaces.
 template <typename Block>
 bool scan_block(const Block& b, double& best) {
-    bool ok = true;
-    for (Index c = 0; c < b.cols(); ++c) ok = scan_column(b.col(c), best) && ok;
-    return ok;
+    using Scalar = typename Block::Scalar;
+    if (b.size() == 0) return true;
+    best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
+    return (b.array() * Scalar(0)).sum() == Scalar(0);
 }
 
 /// Per-thread workspace of the online-softmax kernel, allocated once per call.
