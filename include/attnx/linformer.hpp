@@ -437,7 +437,9 @@ void linformer_attend_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar>
     check_nonempty(fn, "q", q);
     if (q.cols() != keys.d)
         throw_invalid(fn, ": k has ", keys.d, " columns but q has ", q.cols(), " (both need the same head dimension d)");
-    check_out(fn, out, q.rows(), keys.vp.cols());
+    if (out.rows() != q.rows() || out.cols() != keys.vp.cols())
+        throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", q.rows(), "x", keys.vp.cols());
+    check_no_overlap(fn, out, "q", q);
     Magnitudes mag = keys.mag;
     if (mag.scanned) {
         long double max_q = 0;
