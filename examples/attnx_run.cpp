@@ -86,6 +86,12 @@ const OptionSpec kOptions[] = {
     {"--max-rel-err", "T", "", "with --compare: exit with status 1 if rel_fro > T"},
     {"--report", nullptr, "", "print the method's diagnostics (Nystrom: pseudoinverse residuals; block layouts: density)"},
     {"--threads", "N", "", "OpenMP threads (default: OMP_NUM_THREADS or all cores)"},
+    // Multi-head mode (attnx::multi_head_attention).
+    {"--heads", "H", "", "multi-head mode: H query heads; q, k, v are 4-d (see --head-layout), or 2-d n x (H*D)"},
+    {"--kv-heads", "H_KV", "", "multi-head mode: H_kv key/value heads (default: --heads; H must be a multiple of "
+                               "H_kv, query head h reads key/value head h / (H / H_kv))"},
+    {"--head-layout", "L", "", "multi-head mode: bnhd (default; arrays (B, N, H, D)) or bhnd ((B, H, N, D)); 3-d "
+                               "arrays are one sequence; out has the layout of q; --key-padding then takes B x N_k flags"},
     // Common attention options.
     {"--scale", "S", "", "softmax scale s in softmax(s Q K^T) (default 1/sqrt(d)); finite, > 0"},
     {"--causal", nullptr, "", "causal mask: query i sees keys j <= i + n_k - n_q (Nystrom, Linformer reject it)"},
@@ -207,7 +213,7 @@ void print_help() {
             std::printf("  %-22s %s\n", flag.c_str(), wrap(o.help, 25, 100).c_str());
         }
     };
-    section("OPTIONS (every method)", "");
+    section("OPTIONS (every method; --heads, --kv-heads and --head-layout select multi-head mode)", "");
     section("exact", "exact");
     section("nystrom", "nystrom");
     section("linformer (--e [--f] or --rank)", "linformer");
@@ -363,6 +369,8 @@ std::vector<bool> load_mask(const char* what, const std::string& path) {
 // ---------------------------------------------------------------------------------------------
 // Running
 // ---------------------------------------------------------------------------------------------
+
+#include "attnx_run_heads.hpp"
 
 std::string shape_of(Index r, Index c) { return std::to_string(r) + "x" + std::to_string(c); }
 
@@ -533,6 +541,101 @@ void check_writable(const std::string& path) {
     if (!ok) throw usage_error("--out: cannot write " + path + " (does the directory exist and is it writable?)");
 }
 
+/// Multi-head mode: attnx::multi_head_attention on 4-d, 3-d (B = 1) or n x (H*D) arrays.
+template <typename Scalar>
+int run_heads(const Cli& cli, const std::string& method, const char* dtype) {
+    using Clock = std::chrono::steady_clock;
+    const std::string layout = cli.has("--head-layout") ? cli.str("--head-layout") : "bnhd";
+    if (layout != "bnhd" && layout != "bhnd")
+        throw usage_error("--head-layout must be bnhd or bhnd, got '" + layout + "'");
+    if (cli.has("--query-padding"))
+        throw usage_error("--query-padding does not apply in multi-head mode (pad keys with a B x N_k --key-padding)");
+    const Index heads = parse_index(cli, "--heads", 0);
+    Index kv_heads = parse_index(cli, "--kv-heads", 0);
+    if (cli.has("--heads") && heads < 1) throw usage_error("--heads must be >= 1, got " + cli.str("--heads"));
+    if (cli.has("--kv-heads") && kv_heads < 1) throw usage_error("--kv-heads must be >= 1, got " + cli.str("--kv-heads"));
+    const HeadsArray<Scalar> q = load_heads<Scalar>("--q", cli.str("--q"), layout, heads);
+    if (kv_heads == 0 && q.two_d) kv_heads = heads;
+    const HeadsArray<Scalar> k = load_heads<Scalar>("--k", cli.str("--k"), layout, kv_heads);
+    const HeadsArray<Scalar> v = load_heads<Scalar>("--v", cli.str("--v"), layout, kv_heads);
+    const Index b = q.view.batch, n_q = q.view.tokens, h_q = q.view.heads, n_k = k.view.tokens, dv = v.view.dim;
+    attnx::MultiHeadOptions mo;  // causal and padding per sequence; scale and checks in the mechanism
+    mo.causal = cli.has("--causal");
+    if (cli.has("--key-padding")) {
+        npy::Header h;
+        const Eigen::MatrixXd m = npy::read_matrix<double>(cli.str("--key-padding"), &h);
+        const bool as_matrix = m.rows() == b && m.cols() == n_k;
+        if (!as_matrix && !(m.size() == b * n_k && (m.rows() == 1 || m.cols() == 1)))
+            throw usage_error("--key-padding: " + cli.str("--key-padding") + " has shape " + h.shape_string() +
+                              "; in multi-head mode it needs B x N_k = " + std::to_string(b) + " x " +
+                              std::to_string(n_k) + " flags");
+        for (Index i = 0; i < b; ++i)
+            for (Index j = 0; j < n_k; ++j) {
+                const double x = as_matrix ? m(i, j) : m(i * n_k + j);
+                if (x != 0 && x != 1) throw usage_error("--key-padding: a mask holds 0 (attend) and 1 (padding) only");
+                mo.key_padding_mask.push_back(x == 1);
+            }
+    }
+    attnx::AttentionOptions common;
+    if (cli.has("--scale")) common.scale = parse_double(cli, "--scale", 0);
+    common.check_finite = !cli.has("--no-check-finite");
+
+    std::vector<Scalar> buffer(static_cast<std::size_t>(b * n_q * h_q * dv));
+    const bool bhnd = layout == "bhnd" && !q.two_d;
+    const attnx::HeadsView<Scalar> out = bhnd ? attnx::HeadsView<Scalar>::bhnd(buffer.data(), b, h_q, n_q, dv)
+                                              : attnx::HeadsView<Scalar>::bnhd(buffer.data(), b, n_q, h_q, dv);
+    std::vector<std::int64_t> out_shape = {b, n_q, h_q, dv};
+    if (bhnd) out_shape = {b, h_q, n_q, dv};
+    if (q.three_d) out_shape.erase(out_shape.begin());
+    if (q.two_d) out_shape = {n_q, h_q * dv};
+    std::optional<Eigen::MatrixXd> reference;
+    if (cli.has("--compare")) reference = load_flat_reference(cli.str("--compare"), out_shape, dv);
+    if (cli.has("--out")) check_writable(cli.str("--out"));
+
+    std::ostringstream rep;
+    double seconds = 0;
+    with_mechanism<Scalar>(cli, method, common, n_q, n_k, rep, [&](const auto& mech) {
+        const Clock::time_point t0 = Clock::now();
+        attnx::multi_head_attention(mech, q.view, k.view, v.view, out, mo);
+        seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        rep << (rep.tellp() > 0 ? ", " : "") << mech.name() << " (" << mech.parameters() << ")";
+    });
+    if (cli.has("--out")) write_flat(cli.str("--out"), buffer, out_shape);
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    const auto dims = [](const attnx::HeadsView<Scalar>& x) {
+        return "(B, N, H, D) = (" + std::to_string(x.batch) + ", " + std::to_string(x.tokens) + ", " +
+               std::to_string(x.heads) + ", " + std::to_string(x.dim) + ")";
+    };
+    std::printf("attnx_run: %s, %s, multi-head %s: q %s, k %s, v %s -> out %s%s%s, %.3f ms, %d thread(s)\n",
+                method.c_str(), dtype, q.two_d ? "n x (H*D)" : layout.c_str(), dims(q.view).c_str(),
+                dims(k.view).c_str(), dims(v.view).c_str(), shape_string(out_shape).c_str(),
+                cli.has("--out") ? " written to " : "", cli.has("--out") ? cli.str("--out").c_str() : "",
+                seconds * 1e3, threads);
+    if (cli.has("--report"))
+        std::printf("report: %s; query head h reads key/value head h / %ld\n", rep.str().c_str(),
+                    static_cast<long>(h_q / k.view.heads));
+    int status = 0;
+    if (reference) {
+        const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> flat(
+            buffer.data(), reference->rows(), reference->cols());
+        const Eigen::MatrixXd got = flat.template cast<double>();
+        const attnx::ErrorMetrics e = attnx::compare(got, *reference);
+        std::printf("compare: rel_fro=%.6e max_abs=%.6e mean_row_cosine=%.9f (against %s)\n", e.rel_fro, e.max_abs,
+                    e.mean_row_cosine, cli.str("--compare").c_str());
+        if (cli.has("--max-rel-err")) {
+            const double tol = parse_double(cli, "--max-rel-err", 0);
+            const bool ok = e.rel_fro <= tol;
+            std::printf("compare: %s: rel_fro %.6e %s --max-rel-err %.6e\n", ok ? "PASS" : "FAIL", e.rel_fro,
+                        ok ? "<=" : ">", tol);
+            if (!ok) status = 1;
+        }
+    }
+    return status;
+}
+
 template <typename Scalar>
 int run(const Cli& cli, const std::string& method, const char* dtype) {
     const attnx::Matrix<Scalar> q = load_float<Scalar>("--q", cli.str("--q"));
@@ -627,6 +730,11 @@ int main_impl(int argc, char** argv) {
             throw usage_error("--q: " + cli.str("--q") + " has dtype " + h.type_name() + " ('" + h.descr +
                               "'); attnx_run reads float32 or float64 matrices (in NumPy: x.astype(np.float32))");
         dtype = h.item_size == 4 ? "float32" : "float64";
+    }
+    const bool heads_mode = cli.has("--heads") || cli.has("--kv-heads") || cli.has("--head-layout");
+    if (heads_mode) {
+        if (dtype == "float32") return run_heads<float>(cli, method, "float32");
+        return run_heads<double>(cli, method, "float64");
     }
     if (dtype == "float32") return run<float>(cli, method, "float32");
     return run<double>(cli, method, "float64");

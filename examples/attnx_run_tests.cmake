@@ -151,3 +151,25 @@ add_test(NAME attnx_run_readme_commands
                  "-DDATA=${_data}/n256_d64_m16_conv" "-DWORK=${CMAKE_CURRENT_BINARY_DIR}/readme_commands"
                  -P "${CMAKE_CURRENT_SOURCE_DIR}/cmake/readme_commands.cmake")
 set_tests_properties(attnx_run_readme_commands PROPERTIES LABELS attnx_run PASS_REGULAR_EXPRESSION "README commands ok")
+
+# --- multi-head mode (--heads, --kv-heads, --head-layout) ------------------------------------
+# Real activations of a pretrained model, [heads, 128, d_h] (one sequence, B = 1, BHND): exact
+# attention through attnx::multi_head_attention reproduces the model's own output (1e-5, float).
+set(_real "${_data}/realdata")
+attnx_run_test(heads_realdata_bhnd CODE 0 REGEX "exact, float32, multi-head bhnd: q \\(B, N, H, D\\) = \\(1, 128, 4, 128\\).*compare: PASS"
+  ARGS --method exact --head-layout bhnd --q "${_real}/dickens_L1_q.npy" --k "${_real}/dickens_L1_k.npy"
+       --v "${_real}/dickens_L1_v.npy" --out "${_work}/heads_L1.npy"
+       --compare "${_real}/dickens_L1_ctx_ref.npy" --max-rel-err 1e-5)
+attnx_run_test(heads_nystrom CODE 0 REGEX "nystrom, float32, multi-head bhnd.*report: nystrom \\(m = 16"
+  ARGS --method nystrom --landmarks 16 --report --head-layout bhnd --q "${_real}/gettysburg_L0_q.npy"
+       --k "${_real}/gettysburg_L0_k.npy" --v "${_real}/gettysburg_L0_v.npy" --out "${_work}/heads_nystrom.npy")
+# n x (H*D) matrices: one head of 32 columns equals the single-head reference.
+attnx_run_test(heads_matrix_one_head CODE 0 REGEX "multi-head n x \\(H\\*D\\).*compare: PASS"
+  ARGS --method exact --heads 1 ${_tiny_qkv} --compare "${_tiny}/exact_f64.npy" --max-rel-err 1e-5)
+attnx_run_test(heads_bad_layout CODE 2 REGEX "--head-layout must be bnhd or bhnd, got 'nhd'"
+  ARGS --method exact --head-layout nhd ${_tiny_qkv} --out "${_work}/unused.npy")
+attnx_run_test(heads_not_divisible CODE 2 REGEX "32 columns, not a multiple of 3 heads"
+  ARGS --method exact --heads 3 ${_tiny_qkv} --out "${_work}/unused.npy")
+attnx_run_test(heads_kv_mismatch CODE 2 REGEX "--k: .* i.e. 4 heads in layout bhnd, but 3 were given"
+  ARGS --method exact --heads 4 --kv-heads 3 --q "${_real}/dickens_L0_q.npy" --head-layout bhnd
+       --k "${_real}/dickens_L0_k.npy" --v "${_real}/dickens_L0_v.npy" --out "${_work}/unused.npy")
