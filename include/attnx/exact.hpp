@@ -118,7 +118,14 @@ void exact_fused_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>&
     mag.k = scan.max_k;
     mag.v = scan.max_v;
     mag.scanned = true;
-    check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, mag.k);
+    // As check_inputs: padded keys enter no logit, so when the bound fails with a padding mask,
+    // max|k| and max|v| are taken again over the unpadded rows (that rare path only).
+    const double s = resolve_scale_double(o, q.cols());
+    if (!o.key_padding_mask.empty() && !logits_fit<Scalar>(s, q.cols(), mag.q, mag.k)) {
+        mag.k = max_abs_unpadded<Scalar>(k, o.key_padding_mask);
+        mag.v = max_abs_unpadded<Scalar>(v, o.key_padding_mask);
+    }
+    check_logit_range<Scalar>(fn, s, q.cols(), mag.q, mag.k);
     check_result<Scalar>(fn, mag, out);
 }
 
