@@ -1,0 +1,900 @@
+// SPDX-License-Identifier: MIT
+/// \file module.cpp
+/// The Python module `attnx` (pybind11): one function per mechanism, the mechanism values as
+/// classes, BlockLayout, LinformerProjection, NystromReport, compare.
+///
+/// Arrays. Q, K, V (and E, F) are float32 or float64 NumPy arrays (or anything numpy.asarray
+/// turns into one) of shape (n, d); all of one call must share one dtype, and the result has it.
+/// attnx's kernels read column-major memory with unit stride down a column, so an (n, d) array
+/// whose rows are contiguous in the first axis (Fortran order, or any array with strides
+/// (itemsize, ld * itemsize), ld >= n) is read in place, without a copy. A C-ordered (n, d) array
+/// is the column-major (d, n) matrix Qᵀ, which no kernel can read as Q: it is converted once
+/// into a column-major buffer (O(n·d) time and memory per argument, the same conversion the C++
+/// API makes for a row-major argument). Results are allocated by NumPy in Fortran order and
+/// written in place by the kernel (no copy); passing one result on as an input is copy-free.
+///
+/// Errors. attnx::invalid_argument becomes ValueError with the same message; a wrong dtype, rank
+/// or type of an argument is a TypeError naming the argument. The GIL is released while the
+/// conversion and the kernel run, so several Python threads compute at once.
+#include <pybind11/numpy.h>
+#include <pybind11/operators.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels.hpp"
+
+namespace py = pybind11;
+using attnx::Index;
+
+namespace attnx_py {
+namespace {
+
+template <typename S>
+using Matrix = attnx::Matrix<S>;
+
+// ---------------------------------------------------------------------------------------------
+// Argument conversion
+
+enum class Dtype { F32, F64 };
+
+std::string dtype_str(const py::dtype& dt) { return py::str(static_cast<py::handle>(dt)).cast<std::string>(); }
+
+const char* dtype_name(Dtype t) { return t == Dtype::F32 ? "float32" : "float64"; }
+
+std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")).cast<std::string>(); }
+
+std::string shape_string(const py::array& a) {
+    std::ostringstream os;
+    os << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i) << (a.ndim() == 1 ? "," : "");
+    os << ")";
+    return os.str();
+}
+
+template <class... Parts>
+[[noreturn]] void type_error(const Parts&... parts) {
+    std::ostringstream os;
+    (os << ... << parts);
+    throw py::type_error(os.str());
+}
+
+template <class... Parts>
+[[noreturn]] void value_error(const Parts&... parts) {
+    std::ostringstream os;
+    (os << ... << parts);
+    throw py::value_error(os.str());
+}
+
+/// obj as a NumPy array (numpy.asarray for lists and other array-likes); TypeError otherwise.
+py::array as_array(const char* fn, const char* name, py::handle obj) {
+    if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+    if (obj.is_none()) type_error(fn, ": ", name, " must be a NumPy array, got None");
+    py::array a = py::array::ensure(obj);
+    if (!a) type_error(fn, ": ", name, " must be a NumPy array, got ", type_name(obj));
+    return a;
+}
+
+/// A 2-d float32/float64 array as the kernels read it: the NumPy object (kept alive) and its
+/// raw layout, read later with the GIL released.
+struct Array2 {
+    py::array array;
+    Dtype dtype = Dtype::F64;
+    Index rows = 0, cols = 0;
+    const char* data = nullptr;
+    py::ssize_t stride0 = 0, stride1 = 0;  // in bytes, as NumPy gives them (may be 0 or negative)
+    bool aligned = true;
+};
+
+Dtype float_dtype(const char* fn, const char* name, const py::array& a, py::handle original) {
+    const py::dtype dt = a.dtype();
+    if (dt.kind() == 'f' && (dt.itemsize() == 4 || dt.itemsize() == 8)) {
+        if (!dt.attr("isnative").cast<bool>())
+            type_error(fn, ": ", name, " has the non-native byte order of dtype ", dtype_str(dt),
+                       "; pass ", name, ".astype(numpy.float", dt.itemsize() * 8, ")");
+        return dt.itemsize() == 4 ? Dtype::F32 : Dtype::F64;
+    }
+    type_error(fn, ": ", name, " must be a float32 or float64 array, got ",
+               py::isinstance<py::array>(original) ? "dtype " + dtype_str(dt)
+                                                   : type_name(original) + " (dtype " + dtype_str(dt) + ")");
+}
+
+Array2 array2(const char* fn, const char* name, py::handle obj, const char* shape_hint) {
+    Array2 m;
+    m.array = as_array(fn, name, obj);
+    m.dtype = float_dtype(fn, name, m.array, obj);
+    if (m.array.ndim() != 2)
+        type_error(fn, ": ", name, " must be a 2-d array of shape ", shape_hint, ", got a ", m.array.ndim(),
+                   "-d array of shape ", shape_string(m.array));
+    m.rows = static_cast<Index>(m.array.shape(0));
+    m.cols = static_cast<Index>(m.array.shape(1));
+    m.data = static_cast<const char*>(m.array.data());
+    m.stride0 = m.array.strides(0);
+    m.stride1 = m.array.strides(1);
+    m.aligned = (m.array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+    return m;
+}
+
+void check_same_dtype(const char* fn, const char* name, const Array2& a, const char* first, const Array2& ref) {
+    if (a.dtype != ref.dtype)
+        type_error(fn, ": ", name, " has dtype ", dtype_name(a.dtype), " but ", first, " has ", dtype_name(ref.dtype),
+                   " (all arrays of one call share one dtype, float32 or float64; convert with .astype)");
+}
+
+/// What a kernel reads: the NumPy memory itself when its strides are column-major with unit
+/// inner stride, otherwise a column-major copy made here (with the GIL released).
+template <typename S>
+struct View {
+    Matrix<S> copy;
+    bool copied = false;
+    const S* ptr = nullptr;
+    Index rows = 0, cols = 0, outer = 1;
+
+    In<S> ref() const {
+        return In<S>(Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>(copied ? copy.data() : ptr, rows, cols,
+                                                                         Eigen::OuterStride<>(outer)));
+    }
+};
+
+template <typename S>
+View<S> view_of(const Array2& m) {
+    View<S> v;
+    v.rows = m.rows;
+    v.cols = m.cols;
+    const auto item = static_cast<py::ssize_t>(sizeof(S));
+    const bool unit_inner = m.rows <= 1 || m.stride0 == item;
+    const bool outer_ok = m.cols <= 1 || (m.stride1 > 0 && m.stride1 % item == 0 && m.stride1 / item >= m.rows);
+    if (m.aligned && unit_inner && outer_ok) {
+        v.ptr = reinterpret_cast<const S*>(m.data);
+        v.outer = m.cols <= 1 ? std::max<Index>(m.rows, 1) : static_cast<Index>(m.stride1 / item);
+        return v;
+    }
+    v.copied = true;
+    v.outer = std::max<Index>(m.rows, 1);
+    if (m.aligned && m.stride1 == item && m.stride0 == item * m.cols) {  // C order: one transposing copy
+        v.copy = Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+            reinterpret_cast<const S*>(m.data), m.rows, m.cols);
+    } else {  // any strides (negative, zero, unaligned)
+        v.copy.resize(m.rows, m.cols);
+        for (Index j = 0; j < m.cols; ++j)
+            for (Index i = 0; i < m.rows; ++i)
+                std::memcpy(&v.copy(i, j), m.data + i * m.stride0 + j * m.stride1, sizeof(S));
+    }
+    return v;
+}
+
+/// A Fortran-ordered (rows, cols) array of S, written in place by the kernels.
+template <typename S>
+py::array new_output(Index rows, Index cols) {
+    const auto item = static_cast<py::ssize_t>(sizeof(S));
+    return py::array(py::dtype::of<S>(), std::vector<py::ssize_t>{rows, cols},
+                     std::vector<py::ssize_t>{item, item * std::max<Index>(rows, 1)});
+}
+
+/// A mask: None (no mask) or a 1-d bool array; True = padding.
+std::vector<bool> bool_mask(const char* fn, const char* name, py::handle obj) {
+    std::vector<bool> mask;
+    if (obj.is_none()) return mask;
+    const py::array a = as_array(fn, name, obj);
+    if (a.dtype().kind() != 'b')
+        type_error(fn, ": ", name, " must be a bool array (True = padding), got dtype ",
+                   dtype_str(a.dtype()), "; pass ", name, " != 0 for a 0/1 array");
+    if (a.ndim() != 1)
+        type_error(fn, ": ", name, " must be a 1-d bool array (one flag per token), got shape ", shape_string(a));
+    const auto n = a.shape(0);
+    const auto stride = a.strides(0);
+    const char* p = static_cast<const char*>(a.data());
+    mask.resize(static_cast<std::size_t>(n));
+    for (py::ssize_t i = 0; i < n; ++i) mask[static_cast<std::size_t>(i)] = p[i * stride] != 0;
+    return mask;
+}
+
+/// conv_kernel: None or a 1-d array of real numbers, as doubles.
+std::vector<double> real_vector(const char* fn, const char* name, py::handle obj) {
+    std::vector<double> out;
+    if (obj.is_none()) return out;
+    const py::array a = as_array(fn, name, obj);
+    const char kind = a.dtype().kind();
+    if (kind != 'f' && kind != 'i' && kind != 'u')
+        type_error(fn, ": ", name, " must be a 1-d array of real numbers, got dtype ",
+                   dtype_str(a.dtype()));
+    if (a.ndim() != 1) type_error(fn, ": ", name, " must be a 1-d array, got shape ", shape_string(a));
+    const auto d = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!d) type_error(fn, ": ", name, " cannot be converted to float64");
+    out.assign(d.data(), d.data() + d.size());
+    return out;
+}
+
+std::optional<double> scale_of(const char* fn, py::handle scale) {
+    if (scale.is_none()) return std::nullopt;
+    if (py::isinstance<py::str>(scale) || !PyNumber_Check(scale.ptr()))
+        type_error(fn, ": scale must be a number or None, got ", type_name(scale));
+    try {
+        return scale.cast<double>();
+    } catch (const py::cast_error&) {
+        type_error(fn, ": scale must be a number or None, got ", type_name(scale));
+    }
+}
+
+attnx::AttentionOptions common_options(const char* fn, py::handle scale, bool causal, py::handle key_padding_mask,
+                                       bool check_finite) {
+    attnx::AttentionOptions o;
+    o.scale = scale_of(fn, scale);
+    o.causal = causal;
+    o.key_padding_mask = bool_mask(fn, "key_padding_mask", key_padding_mask);
+    o.check_finite = check_finite;
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options of each mechanism, from the keyword arguments
+
+attnx::ExactOptions exact_options(const char* fn, py::handle scale, bool causal, py::handle key_padding_mask,
+                                  const std::string& kernel, Index query_tile, Index key_tile, bool check_finite) {
+    attnx::ExactOptions o = common_options(fn, scale, causal, key_padding_mask, check_finite);
+    if (kernel == "streaming")
+        o.kernel = attnx::ExactKernel::Streaming;
+    else if (kernel == "materialized")
+        o.kernel = attnx::ExactKernel::Materialized;
+    else
+        value_error(fn, ": kernel must be 'streaming' or 'materialized', got '", kernel, "'");
+    o.query_tile = query_tile;
+    o.key_tile = key_tile;
+    return o;
+}
+
+attnx::NystromOptions nystrom_options(const char* fn, Index num_landmarks, const std::string& pinv,
+                                      int pinv_iterations, py::handle scale, bool causal,
+                                      py::handle key_padding_mask, py::handle query_padding_mask,
+                                      py::handle conv_kernel, bool check_finite) {
+    attnx::NystromOptions o = common_options(fn, scale, causal, key_padding_mask, check_finite);
+    o.num_landmarks = num_landmarks;
+    if (pinv == "iterative")
+        o.pinv = attnx::PinvMethod::Iterative;
+    else if (pinv == "exact")
+        o.pinv = attnx::PinvMethod::Exact;
+    else
+        value_error(fn, ": pinv must be 'iterative' or 'exact', got '", pinv, "'");
+    o.pinv_iterations = pinv_iterations;
+    o.query_padding_mask = bool_mask(fn, "query_padding_mask", query_padding_mask);
+    o.conv_kernel = real_vector(fn, "conv_kernel", conv_kernel);
+    return o;
+}
+
+attnx::BigBirdOptions bigbird_options(Index block, Index window, Index global, Index random, std::uint64_t seed) {
+    attnx::BigBirdOptions b;
+    b.block = block;
+    b.window = window;
+    b.global = global;
+    b.random = random;
+    b.seed = seed;
+    return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linformer projections: one Python class over LinformerProjection<float> and <double>
+
+struct Projection {
+    std::shared_ptr<const attnx::LinformerProjection<float>> f32;
+    std::shared_ptr<const attnx::LinformerProjection<double>> f64;
+
+    Dtype dtype() const { return f32 ? Dtype::F32 : Dtype::F64; }
+    template <typename F>
+    decltype(auto) visit(F&& f) const {
+        if (f32) return f(*f32);
+        return f(*f64);
+    }
+};
+
+Dtype dtype_arg(const char* fn, py::handle dtype) {
+    const py::dtype dt = py::dtype::from_args(py::reinterpret_borrow<py::object>(dtype));
+    if (dt.kind() == 'f' && dt.itemsize() == 4) return Dtype::F32;
+    if (dt.kind() == 'f' && dt.itemsize() == 8) return Dtype::F64;
+    type_error(fn, ": dtype must be float32 or float64, got ", dtype_str(dt));
+}
+
+attnx::LinformerSharing sharing_of(const char* fn, const std::string& s) {
+    if (s == "separate") return attnx::LinformerSharing::Separate;
+    if (s == "key_value") return attnx::LinformerSharing::KeyValue;
+    value_error(fn, ": sharing must be 'separate' or 'key_value', got '", s, "'");
+}
+
+template <typename S>
+py::array matrix_view(const Matrix<S>& m, py::handle owner) {  // read-only, kept alive by owner
+    const auto item = static_cast<py::ssize_t>(sizeof(S));
+    py::array a(py::dtype::of<S>(), std::vector<py::ssize_t>{m.rows(), m.cols()},
+                std::vector<py::ssize_t>{item, item * std::max<Index>(m.rows(), 1)}, m.data(), owner);
+    a.attr("setflags")(py::arg("write") = false);
+    return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The call: parse Q, K, V, release the GIL, view or convert, run, return the output
+
+struct QKV {
+    Array2 q, k, v;
+};
+
+QKV qkv(const char* fn, py::handle q, py::handle k, py::handle v) {
+    QKV a{array2(fn, "q", q, "(n_q, d)"), array2(fn, "k", k, "(n_k, d)"), array2(fn, "v", v, "(n_k, d_v)")};
+    check_same_dtype(fn, "k", a.k, "q", a.q);
+    check_same_dtype(fn, "v", a.v, "q", a.q);
+    return a;
+}
+
+/// body(q, k, v, out) on views of one Scalar S, with the GIL released.
+template <typename S, typename Body>
+py::array compute(const QKV& a, Body&& body) {
+    py::array out = new_output<S>(a.q.rows, a.v.cols);
+    S* data = static_cast<S*>(out.mutable_data());
+    {
+        py::gil_scoped_release release;
+        const View<S> q = view_of<S>(a.q), k = view_of<S>(a.k), v = view_of<S>(a.v);
+        Eigen::Map<Matrix<S>> o(data, a.q.rows, a.v.cols);
+        body(q.ref(), k.ref(), v.ref(), Out<S>(o));
+    }
+    return out;
+}
+
+template <typename Body>
+py::array compute_any(const QKV& a, Body&& body) {
+    if (a.q.dtype == Dtype::F32) return compute<float>(a, body);
+    return compute<double>(a, body);
+}
+
+template <typename Mech>
+py::array call_mechanism(const char* fn, const Mech& mech, py::handle q, py::handle k, py::handle v) {
+    const QKV a = qkv(fn, q, k, v);
+    return compute_any(a, [&](const auto& qr, const auto& kr, const auto& vr, auto out) {
+        using S = typename std::decay_t<decltype(qr)>::Scalar;
+        run<Mech, S>(mech, qr, kr, vr, out);
+    });
+}
+
+/// The Python Linformer mechanism: attnx::Linformer<float> or <double>, by the projection's dtype.
+struct PyLinformer {
+    Projection projection;
+    attnx::AttentionOptions options;
+
+    template <typename S>
+    attnx::Linformer<S> get() const {
+        attnx::Linformer<S> l;
+        if constexpr (std::is_same<S, float>::value)
+            l.projection = projection.f32;
+        else
+            l.projection = projection.f64;
+        l.options = options;
+        return l;
+    }
+    std::string name() const { return "linformer"; }
+    std::string parameters() const {
+        if (projection.f32) return get<float>().parameters();
+        return get<double>().parameters();
+    }
+};
+
+py::array call_linformer(const char* fn, const PyLinformer& mech, py::handle q, py::handle k, py::handle v) {
+    const QKV a = qkv(fn, q, k, v);
+    if (a.q.dtype != mech.projection.dtype())
+        type_error(fn, ": the projection has dtype ", dtype_name(mech.projection.dtype()), " but q has ",
+                   dtype_name(a.q.dtype), " (build the projection with dtype=numpy.", dtype_name(a.q.dtype),
+                   ", or convert q, k, v)");
+    return compute_any(a, [&](const auto& qr, const auto& kr, const auto& vr, auto out) {
+        using S = typename std::decay_t<decltype(qr)>::Scalar;
+        const attnx::Linformer<S> l = mech.get<S>();
+        run<attnx::Linformer<S>, S>(l, qr, kr, vr, out);
+    });
+}
+
+py::array call_linformer_raw(const char* fn, py::handle q, py::handle k, py::handle v, py::handle e, py::handle f,
+                             const attnx::AttentionOptions& o) {
+    const QKV a = qkv(fn, q, k, v);
+    const Array2 ea = array2(fn, "E", e, "(k, n_k)");
+    check_same_dtype(fn, "E", ea, "q", a.q);
+    const Array2 fa = f.is_none() ? ea : array2(fn, "F", f, "(k, n_k)");
+    check_same_dtype(fn, "F", fa, "q", a.q);
+    return compute_any(a, [&](const auto& qr, const auto& kr, const auto& vr, auto out) {
+        using S = typename std::decay_t<decltype(qr)>::Scalar;
+        const View<S> ev = view_of<S>(ea), fv = view_of<S>(fa);
+        run_linformer_raw<S>(qr, kr, vr, ev.ref(), fv.ref(), o, out);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reprs
+
+std::string repr_of(const char* cls, const std::string& name, const std::string& parameters) {
+    return std::string("attnx.") + cls + "(" + name + ": " + parameters + ")";
+}
+
+std::string metrics_repr(const attnx::ErrorMetrics& e) {
+    std::ostringstream os;
+    os.precision(6);
+    os << "ErrorMetrics(rel_fro=" << e.rel_fro << ", max_abs=" << e.max_abs
+       << ", mean_row_cosine=" << e.mean_row_cosine << ")";
+    return os.str();
+}
+
+const char* pinv_name(attnx::PinvMethod p) { return p == attnx::PinvMethod::Exact ? "exact" : "iterative"; }
+
+Index block_index(const char* fn, const char* name, Index i, Index n) {
+    if (i < 0 || i >= n) throw py::index_error(std::string(fn) + ": " + name + " = " + std::to_string(i) +
+                                               " is out of range [0, " + std::to_string(n) + ")");
+    return i;
+}
+
+py::array index_array(const std::vector<Index>& v) {
+    py::array_t<std::int64_t> a(static_cast<py::ssize_t>(v.size()));
+    std::int64_t* p = a.mutable_data();
+    for (std::size_t i = 0; i < v.size(); ++i) p[i] = static_cast<std::int64_t>(v[i]);
+    return std::move(a);
+}
+
+py::array bool_matrix(const attnx::BlockMask& m) {  // Fortran order, one byte per entry
+    py::array a(py::dtype::of<bool>(), std::vector<py::ssize_t>{m.rows(), m.cols()},
+                std::vector<py::ssize_t>{1, std::max<Index>(m.rows(), 1)});
+    if (m.size() > 0) std::memcpy(a.mutable_data(), m.data(), static_cast<std::size_t>(m.size()));
+    return a;
+}
+
+attnx::BlockMask block_mask_of(const char* fn, py::handle obj) {
+    const py::array a = as_array(fn, "mask", obj);
+    if (a.dtype().kind() != 'b')
+        type_error(fn, ": mask must be a 2-d bool array (True = block kept), got dtype ",
+                   dtype_str(a.dtype()), "; pass mask != 0 for a 0/1 array");
+    if (a.ndim() != 2) type_error(fn, ": mask must be a 2-d bool array (nb_q, nb_k), got shape ", shape_string(a));
+    attnx::BlockMask m(a.shape(0), a.shape(1));
+    const char* p = static_cast<const char*>(a.data());
+    for (Index i = 0; i < m.rows(); ++i)
+        for (Index j = 0; j < m.cols(); ++j) m(i, j) = p[i * a.strides(0) + j * a.strides(1)] != 0;
+    return m;
+}
+
+}  // namespace
+}  // namespace attnx_py
+
+PYBIND11_MODULE(attnx, m) {
+    using namespace attnx_py;
+    using py::arg;
+
+    m.doc() = R"doc(attnx: exact softmax attention and its approximations (Nyström, Linformer, BigBird /
+Longformer block-sparse), from the header-only C++ library attnx.
+
+Arrays are float32 or float64, shape (n, d) (rows are tokens); results have the input dtype.
+Fortran-ordered arrays are read without a copy; C-ordered ones are converted once (O(n·d)).
+Masks are bool arrays with True = padding (PyTorch's attn_mask uses the opposite sense).
+Errors: ValueError with attnx's message for invalid arguments; TypeError for a wrong dtype or
+rank. The GIL is released during the computation; threads follow OMP_NUM_THREADS.)doc";
+
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const attnx::invalid_argument& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+
+    m.attr("__version__") = std::to_string(ATTNX_VERSION_MAJOR) + "." + std::to_string(ATTNX_VERSION_MINOR) + "." +
+                            std::to_string(ATTNX_VERSION_PATCH);
+#ifdef _OPENMP
+    m.attr("openmp") = true;
+    m.def("max_threads", [] { return omp_get_max_threads(); },
+          "Threads a call may use (OpenMP's omp_get_max_threads(); set OMP_NUM_THREADS before import).");
+#else
+    m.attr("openmp") = false;
+    m.def("max_threads", [] { return 1; }, "1: this build of attnx has no OpenMP.");
+#endif
+
+    // ----- results
+    py::class_<attnx::ErrorMetrics>(m, "ErrorMetrics", "Error of an approximation against a reference (in double).")
+        .def_readonly("rel_fro", &attnx::ErrorMetrics::rel_fro, "||A - R||_F / ||R||_F")
+        .def_readonly("max_abs", &attnx::ErrorMetrics::max_abs, "max |A_ij - R_ij|")
+        .def_readonly("mean_row_cosine", &attnx::ErrorMetrics::mean_row_cosine, "mean over rows of cos(A_i, R_i)")
+        .def("__repr__", &metrics_repr);
+
+    py::class_<attnx::NystromReport>(m, "NystromReport", "Pseudoinverse diagnostics of one nystrom_attention call.")
+        .def_readonly("num_landmarks", &attnx::NystromReport::num_landmarks)
+        .def_property_readonly("pinv", [](const attnx::NystromReport& r) { return pinv_name(r.pinv); })
+        .def_readonly("pinv_iterations", &attnx::NystromReport::pinv_iterations)
+        .def_readonly("pinv_residual", &attnx::NystromReport::pinv_residual, "||I - A Z||_F")
+        .def_readonly("pinv_residual_aza", &attnx::NystromReport::pinv_residual_aza, "||A Z A - A||_F")
+        .def_readonly("max_column_sum", &attnx::NystromReport::max_column_sum, "||A||_1")
+        .def("__repr__", [](const attnx::NystromReport& r) {
+            std::ostringstream os;
+            os << "NystromReport(num_landmarks=" << r.num_landmarks << ", pinv='" << pinv_name(r.pinv)
+               << "', pinv_iterations=" << r.pinv_iterations << ", pinv_residual=" << r.pinv_residual
+               << ", pinv_residual_aza=" << r.pinv_residual_aza << ", max_column_sum=" << r.max_column_sum << ")";
+            return os.str();
+        });
+
+    // ----- BlockLayout
+    py::class_<attnx::BlockLayout>(m, "BlockLayout", R"doc(The kept b x b blocks of a block-sparse attention pattern,
+built for one (n_q, n_k). Builders: bigbird, longformer, dense, from_block_mask.)doc")
+        .def_static(
+            "bigbird",
+            [](Index n, Index block, Index window, Index global, Index random, std::uint64_t seed) {
+                return attnx::BlockLayout::bigbird(n, bigbird_options(block, window, global, random, seed));
+            },
+            arg("n"), py::kw_only(), arg("block") = 64, arg("window") = 3, arg("global_") = 2, arg("random") = 3,
+            arg("seed") = 0,
+            "BigBird: window blocks, global_ global blocks (first and last), random blocks per row "
+            "(C++ BigBirdOptions; global_ is C++'s `global`, a Python keyword).")
+        .def_static("longformer", &attnx::BlockLayout::longformer, arg("n"), arg("block"), arg("window"),
+                    arg("global_tokens"), "Longformer: the window plus the first ceil(global_tokens/block) blocks as "
+                                          "global rows and columns.")
+        .def_static("dense", py::overload_cast<Index, Index>(&attnx::BlockLayout::dense), arg("n"), arg("block"),
+                    "Every block of an n x n attention (equals exact attention).")
+        .def_static("dense", py::overload_cast<Index, Index, Index>(&attnx::BlockLayout::dense), arg("n_q"),
+                    arg("n_k"), arg("block"), "Every block of an n_q x n_k attention.")
+        .def_static(
+            "from_block_mask",
+            [](py::handle mask, Index block, py::object n_q, py::object n_k) {
+                constexpr const char* fn = "BlockLayout.from_block_mask";
+                const attnx::BlockMask bm = block_mask_of(fn, mask);
+                if (n_q.is_none() != n_k.is_none()) type_error(fn, ": pass both n_q and n_k, or neither");
+                if (n_q.is_none()) return attnx::BlockLayout::from_block_mask(bm, block);
+                return attnx::BlockLayout::from_block_mask(bm, block, n_q.cast<Index>(), n_k.cast<Index>());
+            },
+            arg("mask"), arg("block"), arg("n_q") = py::none(), arg("n_k") = py::none(),
+            "From an (nb_q, nb_k) bool array of kept blocks; n_q, n_k default to nb_q*block, nb_k*block.")
+        .def("block_size", &attnx::BlockLayout::block_size)
+        .def("n_q", &attnx::BlockLayout::n_q)
+        .def("n_k", &attnx::BlockLayout::n_k)
+        .def("query_blocks", &attnx::BlockLayout::query_blocks)
+        .def("key_blocks", &attnx::BlockLayout::key_blocks)
+        .def("kept_blocks", &attnx::BlockLayout::kept_blocks)
+        .def("kept_entries", &attnx::BlockLayout::kept_entries)
+        .def("density", &attnx::BlockLayout::density, "kept entries / (n_q * n_k)")
+        .def("row_ptr", [](const attnx::BlockLayout& l) { return index_array(l.row_ptr()); })
+        .def("col_idx", [](const attnx::BlockLayout& l) { return index_array(l.col_idx()); })
+        .def(
+            "row",
+            [](const attnx::BlockLayout& l, Index i) {
+                return index_array(l.row(block_index("BlockLayout.row", "i", i, l.query_blocks())));
+            },
+            arg("i"), "The kept key blocks of query block i (sorted).")
+        .def(
+            "contains",
+            [](const attnx::BlockLayout& l, Index i, Index j) {
+                return l.contains(block_index("BlockLayout.contains", "i", i, l.query_blocks()), j);
+            },
+            arg("i"), arg("j"))
+        .def("to_block_mask", [](const attnx::BlockLayout& l) { return bool_matrix(l.to_block_mask()); },
+             "(nb_q, nb_k) bool array: True = block kept.")
+        .def("to_dense_mask", [](const attnx::BlockLayout& l) { return bool_matrix(l.to_dense_mask()); },
+             "(n_q, n_k) bool array: True = entry kept (small n: n_q*n_k bytes). Note: True means KEPT here, "
+             "unlike the padding masks.")
+        .def(
+            "write_pgm",
+            [](const attnx::BlockLayout& l, const std::string& path, Index pixels_per_block) {
+                try {
+                    l.write_pgm(path, pixels_per_block);
+                } catch (const attnx::invalid_argument&) {
+                    throw;
+                } catch (const std::runtime_error& e) {
+                    PyErr_SetString(PyExc_OSError, e.what());
+                    throw py::error_already_set();
+                }
+            },
+            arg("path"), arg("pixels_per_block") = 1)
+        .def("__str__",
+             [](const attnx::BlockLayout& l) {
+                 std::ostringstream os;
+                 os << l;
+                 return os.str();
+             })
+        .def("__repr__",
+             [](const attnx::BlockLayout& l) {
+                 std::ostringstream os;
+                 os << "attnx.BlockLayout(n_q=" << l.n_q() << ", n_k=" << l.n_k() << ", block=" << l.block_size()
+                    << ", kept_blocks=" << l.kept_blocks() << " of " << l.query_blocks() * l.key_blocks()
+                    << ", density=" << l.density() << ")";
+                 return os.str();
+             })
+        .def(py::self == py::self)  // NOLINT(misc-redundant-expression)
+        .def(py::self != py::self);  // NOLINT(misc-redundant-expression)
+
+    // ----- LinformerProjection
+    py::class_<Projection>(m, "LinformerProjection", R"doc(Linformer's projections E (keys) and F (values), k x n_max,
+float32 or float64. Sequences of n_k <= n_max keys use the first n_k columns.)doc")
+        .def_static(
+            "gaussian",
+            [](Index k, Index n_max, std::uint64_t seed, const std::string& sharing, py::handle dtype) {
+                constexpr const char* fn = "LinformerProjection.gaussian";
+                const attnx::LinformerSharing s = sharing_of(fn, sharing);
+                Projection p;
+                const Dtype dt = dtype_arg(fn, dtype);
+                py::gil_scoped_release release;
+                if (dt == Dtype::F32)
+                    p.f32 = std::make_shared<const attnx::LinformerProjection<float>>(
+                        attnx::LinformerProjection<float>::gaussian(k, n_max, seed, s));
+                else
+                    p.f64 = std::make_shared<const attnx::LinformerProjection<double>>(
+                        attnx::LinformerProjection<double>::gaussian(k, n_max, seed, s));
+                return p;
+            },
+            arg("k"), arg("n_max"), arg("seed"), arg("sharing") = "separate", arg("dtype") = py::str("float32"),
+            "E, F with N(0, 1/k) entries from attnx's seeded generator; sharing='key_value' makes F = E.")
+        .def_static(
+            "from_matrices",
+            [](py::handle e, py::handle f) {
+                constexpr const char* fn = "LinformerProjection.from_matrices";
+                const Array2 ea = array2(fn, "e", e, "(k, n_max)"), fa = array2(fn, "f", f, "(k, n_max)");
+                check_same_dtype(fn, "f", fa, "e", ea);
+                Projection p;
+                py::gil_scoped_release release;
+                if (ea.dtype == Dtype::F32) {
+                    const View<float> ev = view_of<float>(ea), fv = view_of<float>(fa);
+                    const In<float> fr = fv.ref();
+                    p.f32 = std::make_shared<const attnx::LinformerProjection<float>>(projection_from<float>(ev.ref(), &fr));
+                } else {
+                    const View<double> ev = view_of<double>(ea), fv = view_of<double>(fa);
+                    const In<double> fr = fv.ref();
+                    p.f64 = std::make_shared<const attnx::LinformerProjection<double>>(projection_from<double>(ev.ref(), &fr));
+                }
+                return p;
+            },
+            arg("e"), arg("f"), "Given (e.g. trained) E and F, k x n_max each, finite; the dtype is theirs.")
+        .def_static(
+            "from_matrix",
+            [](py::handle e) {
+                constexpr const char* fn = "LinformerProjection.from_matrix";
+                const Array2 ea = array2(fn, "e", e, "(k, n_max)");
+                Projection p;
+                py::gil_scoped_release release;
+                if (ea.dtype == Dtype::F32)
+                    p.f32 = std::make_shared<const attnx::LinformerProjection<float>>(
+                        projection_from<float>(view_of<float>(ea).ref(), nullptr));
+                else
+                    p.f64 = std::make_shared<const attnx::LinformerProjection<double>>(
+                        projection_from<double>(view_of<double>(ea).ref(), nullptr));
+                return p;
+            },
+            arg("e"), "A given E used for keys and values alike (F = E).")
+        .def_static(
+            "identity",
+            [](Index n, py::handle dtype) {
+                Projection p;
+                if (dtype_arg("LinformerProjection.identity", dtype) == Dtype::F32)
+                    p.f32 = std::make_shared<const attnx::LinformerProjection<float>>(
+                        attnx::LinformerProjection<float>::identity(n));
+                else
+                    p.f64 = std::make_shared<const attnx::LinformerProjection<double>>(
+                        attnx::LinformerProjection<double>::identity(n));
+                return p;
+            },
+            arg("n"), arg("dtype") = py::str("float64"), "E = F = I_n: the exact limit for sequences of n keys.")
+        .def_property_readonly("dtype", [](const Projection& p) { return p.dtype() == Dtype::F32 ? py::dtype::of<float>() : py::dtype::of<double>(); })
+        .def("rank", [](const Projection& p) { return p.visit([](const auto& x) { return x.rank(); }); },
+             "k, the number of projected keys.")
+        .def("max_length", [](const Projection& p) { return p.visit([](const auto& x) { return x.max_length(); }); },
+             "n_max, the longest sequence covered.")
+        .def("sharing",
+             [](const Projection& p) {
+                 return p.visit([](const auto& x) {
+                     return std::string(x.sharing() == attnx::LinformerSharing::KeyValue ? "key_value" : "separate");
+                 });
+             })
+        .def(
+            "e",
+            [](py::object self) {
+                const Projection& p = self.cast<const Projection&>();
+                return p.visit([&](const auto& x) { return matrix_view(x.e(), self); });
+            },
+            "E (k x n_max), a read-only view.")
+        .def(
+            "f",
+            [](py::object self) {
+                const Projection& p = self.cast<const Projection&>();
+                return p.visit([&](const auto& x) { return matrix_view(x.f(), self); });
+            },
+            "F (k x n_max), a read-only view (the same memory as e() with key_value sharing).")
+        .def("__repr__", [](const Projection& p) {
+            return p.visit([&](const auto& x) {
+                std::ostringstream os;
+                os << "attnx.LinformerProjection(k=" << x.rank() << ", n_max=" << x.max_length() << ", sharing='"
+                   << (x.sharing() == attnx::LinformerSharing::KeyValue ? "key_value" : "separate") << "', dtype="
+                   << dtype_name(p.dtype()) << ")";
+                return os.str();
+            });
+        });
+
+    // ----- mechanism values (callable: mech(q, k, v)), and one function per mechanism
+    py::class_<attnx::Exact>(m, "Exact", "Exact softmax attention as a value: Exact(**options)(q, k, v).")
+        .def(py::init([](py::handle scale, bool causal, py::handle key_padding_mask, const std::string& kernel,
+                         Index query_tile, Index key_tile, bool check_finite) {
+                 return attnx::Exact{exact_options("Exact", scale, causal, key_padding_mask, kernel, query_tile,
+                                                   key_tile, check_finite)};
+             }),
+             py::kw_only(), arg("scale") = py::none(), arg("causal") = false, arg("key_padding_mask") = py::none(),
+             arg("kernel") = "streaming", arg("query_tile") = 128, arg("key_tile") = 128, arg("check_finite") = true)
+        .def("__call__", [](const attnx::Exact& e, py::handle q, py::handle k, py::handle v) {
+            return call_mechanism("exact_attention", e, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def("name", &attnx::Exact::name)
+        .def("parameters", &attnx::Exact::parameters)
+        .def("__repr__", [](const attnx::Exact& e) { return repr_of("Exact", e.name(), e.parameters()); });
+
+    m.def(
+        "exact_attention",
+        [](py::handle q, py::handle k, py::handle v, py::handle scale, bool causal, py::handle key_padding_mask,
+           const std::string& kernel, Index query_tile, Index key_tile, bool check_finite) {
+            constexpr const char* fn = "exact_attention";
+            const attnx::Exact e{
+                exact_options(fn, scale, causal, key_padding_mask, kernel, query_tile, key_tile, check_finite)};
+            return call_mechanism(fn, e, q, k, v);
+        },
+        arg("q"), arg("k"), arg("v"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
+        arg("key_padding_mask") = py::none(), arg("kernel") = "streaming", arg("query_tile") = 128,
+        arg("key_tile") = 128, arg("check_finite") = true,
+        R"doc(softmax(scale · Q Kᵀ + mask) V. q: (n_q, d), k: (n_k, d), v: (n_k, d_v); returns (n_q, d_v).
+scale defaults to 1/sqrt(d); causal aligns bottom-right (query i sees keys j <= i + n_k - n_q);
+key_padding_mask: bool (n_k,), True = padding; kernel: 'streaming' (O(n·d) memory) or 'materialized'.)doc");
+
+    py::class_<attnx::Nystrom>(m, "Nystrom", "Nyström attention as a value: Nystrom(**options)(q, k, v).")
+        .def(py::init([](Index num_landmarks, const std::string& pinv, int pinv_iterations, py::handle scale,
+                         bool causal, py::handle key_padding_mask, py::handle query_padding_mask,
+                         py::handle conv_kernel, bool check_finite) {
+                 return attnx::Nystrom{nystrom_options("Nystrom", num_landmarks, pinv, pinv_iterations, scale, causal,
+                                                       key_padding_mask, query_padding_mask, conv_kernel,
+                                                       check_finite)};
+             }),
+             py::kw_only(), arg("num_landmarks") = 64, arg("pinv") = "iterative", arg("pinv_iterations") = 6,
+             arg("scale") = py::none(), arg("causal") = false, arg("key_padding_mask") = py::none(),
+             arg("query_padding_mask") = py::none(), arg("conv_kernel") = py::none(), arg("check_finite") = true)
+        .def("__call__", [](const attnx::Nystrom& n, py::handle q, py::handle k, py::handle v) {
+            return call_mechanism("nystrom_attention", n, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def("name", &attnx::Nystrom::name)
+        .def("parameters", &attnx::Nystrom::parameters)
+        .def("__repr__", [](const attnx::Nystrom& n) { return repr_of("Nystrom", n.name(), n.parameters()); });
+
+    m.def(
+        "nystrom_attention",
+        [](py::handle q, py::handle k, py::handle v, Index num_landmarks, const std::string& pinv, int pinv_iterations,
+           py::handle scale, bool causal, py::handle key_padding_mask, py::handle query_padding_mask,
+           py::handle conv_kernel, bool check_finite, bool return_report) -> py::object {
+            constexpr const char* fn = "nystrom_attention";
+            const attnx::NystromOptions o = nystrom_options(fn, num_landmarks, pinv, pinv_iterations, scale, causal,
+                                                            key_padding_mask, query_padding_mask, conv_kernel,
+                                                            check_finite);
+            const QKV a = qkv(fn, q, k, v);
+            attnx::NystromReport report;
+            attnx::NystromReport* rp = return_report ? &report : nullptr;
+            py::array out = compute_any(a, [&](const auto& qr, const auto& kr, const auto& vr, auto o_) {
+                using S = typename std::decay_t<decltype(qr)>::Scalar;
+                run_nystrom<S>(o, qr, kr, vr, o_, rp);
+            });
+            if (return_report) return py::make_tuple(out, report);
+            return std::move(out);
+        },
+        arg("q"), arg("k"), arg("v"), py::kw_only(), arg("num_landmarks") = 64, arg("pinv") = "iterative",
+        arg("pinv_iterations") = 6, arg("scale") = py::none(), arg("causal") = false,
+        arg("key_padding_mask") = py::none(), arg("query_padding_mask") = py::none(), arg("conv_kernel") = py::none(),
+        arg("check_finite") = true, arg("return_report") = false,
+        R"doc(Nyström attention (Xiong et al., arXiv:2102.03902): m = num_landmarks segment-mean landmarks,
+Z ≈ A⁺ by pinv='iterative' (pinv_iterations) or 'exact'. query_padding_mask / key_padding_mask: bool,
+True = padding; conv_kernel: odd-length weights of the depthwise convolution skip (self-attention).
+return_report=True returns (out, NystromReport).)doc");
+
+    py::class_<PyLinformer>(m, "Linformer", "Linformer attention as a value: Linformer(projection, **options)(q, k, v).")
+        .def(py::init([](const Projection& p, py::handle scale, bool causal, py::handle key_padding_mask,
+                         bool check_finite) {
+                 return PyLinformer{p, common_options("Linformer", scale, causal, key_padding_mask, check_finite)};
+             }),
+             arg("projection"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
+             arg("key_padding_mask") = py::none(), arg("check_finite") = true)
+        .def("__call__", [](const PyLinformer& l, py::handle q, py::handle k, py::handle v) {
+            return call_linformer("linformer_attention", l, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def("name", &PyLinformer::name)
+        .def("parameters", &PyLinformer::parameters)
+        .def("__repr__", [](const PyLinformer& l) { return repr_of("Linformer", l.name(), l.parameters()); });
+
+    m.def(
+        "linformer_attention",
+        [](py::handle q, py::handle k, py::handle v, py::handle e, py::handle f, py::handle scale, bool causal,
+           py::handle key_padding_mask, bool check_finite) {
+            constexpr const char* fn = "linformer_attention";
+            const attnx::AttentionOptions o = common_options(fn, scale, causal, key_padding_mask, check_finite);
+            if (py::isinstance<Projection>(e)) {
+                if (!f.is_none())
+                    type_error(fn, ": E is a LinformerProjection, which holds F too; pass F=None");
+                return call_linformer(fn, PyLinformer{e.cast<const Projection&>(), o}, q, k, v);
+            }
+            return call_linformer_raw(fn, q, k, v, e, f, o);
+        },
+        arg("q"), arg("k"), arg("v"), arg("E"), arg("F") = py::none(), py::kw_only(), arg("scale") = py::none(),
+        arg("causal") = false, arg("key_padding_mask") = py::none(), arg("check_finite") = true,
+        R"doc(softmax(scale · Q (E K)ᵀ) (F V) (Wang et al., arXiv:2006.04768). E, F: (k, n_k) arrays of q's dtype
+(F=None: F = E), or E a LinformerProjection (its first n_k columns) and F None.)doc");
+
+    py::class_<attnx::BlockSparse>(m, "BlockSparse",
+                                   "Block-sparse attention as a value: BlockSparse(layout, **options)(q, k, v).")
+        .def(py::init([](const attnx::BlockLayout& layout, py::handle scale, bool causal, py::handle key_padding_mask,
+                         bool check_finite) {
+                 return attnx::BlockSparse{layout,
+                                           common_options("BlockSparse", scale, causal, key_padding_mask, check_finite)};
+             }),
+             arg("layout"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
+             arg("key_padding_mask") = py::none(), arg("check_finite") = true)
+        .def("__call__", [](const attnx::BlockSparse& b, py::handle q, py::handle k, py::handle v) {
+            return call_mechanism("block_sparse_attention", b, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def_property_readonly("layout", [](const attnx::BlockSparse& b) { return b.layout; })
+        .def("name", &attnx::BlockSparse::name)
+        .def("parameters", &attnx::BlockSparse::parameters)
+        .def("__repr__", [](const attnx::BlockSparse& b) { return repr_of("BlockSparse", b.name(), b.parameters()); });
+
+    m.def(
+        "block_sparse_attention",
+        [](py::handle q, py::handle k, py::handle v, const attnx::BlockLayout& layout, py::handle scale, bool causal,
+           py::handle key_padding_mask, bool check_finite) {
+            constexpr const char* fn = "block_sparse_attention";
+            const attnx::BlockSparse b{layout, common_options(fn, scale, causal, key_padding_mask, check_finite)};
+            return call_mechanism(fn, b, q, k, v);
+        },
+        arg("q"), arg("k"), arg("v"), arg("layout"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
+        arg("key_padding_mask") = py::none(), arg("check_finite") = true,
+        "Exact softmax attention restricted to the blocks a BlockLayout keeps (built for n_q, n_k).");
+
+    py::class_<attnx::BigBird>(m, "BigBird", "BigBird self-attention as a value: BigBird(**options)(q, k, v).")
+        .def(py::init([](Index block, Index window, Index global, Index random, std::uint64_t seed, py::handle scale,
+                         bool causal, py::handle key_padding_mask, bool check_finite) {
+                 return attnx::BigBird{bigbird_options(block, window, global, random, seed),
+                                       common_options("BigBird", scale, causal, key_padding_mask, check_finite)};
+             }),
+             py::kw_only(), arg("block") = 64, arg("window") = 3, arg("global_") = 2, arg("random") = 3,
+             arg("seed") = 0, arg("scale") = py::none(), arg("causal") = false, arg("key_padding_mask") = py::none(),
+             arg("check_finite") = true)
+        .def("__call__", [](const attnx::BigBird& b, py::handle q, py::handle k, py::handle v) {
+            return call_mechanism("bigbird_attention", b, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def("name", &attnx::BigBird::name)
+        .def("parameters", &attnx::BigBird::parameters)
+        .def("__repr__", [](const attnx::BigBird& b) { return repr_of("BigBird", b.name(), b.parameters()); });
+
+    m.def(
+        "bigbird_attention",
+        [](py::handle q, py::handle k, py::handle v, Index block, Index window, Index global, Index random,
+           std::uint64_t seed, py::handle scale, bool causal, py::handle key_padding_mask, bool check_finite) {
+            constexpr const char* fn = "bigbird_attention";
+            const attnx::BigBird b{bigbird_options(block, window, global, random, seed),
+                                   common_options(fn, scale, causal, key_padding_mask, check_finite)};
+            return call_mechanism(fn, b, q, k, v);
+        },
+        arg("q"), arg("k"), arg("v"), py::kw_only(), arg("block") = 64, arg("window") = 3, arg("global_") = 2,
+        arg("random") = 3, arg("seed") = 0, arg("scale") = py::none(), arg("causal") = false,
+        arg("key_padding_mask") = py::none(), arg("check_finite") = true,
+        "BigBird self-attention: BlockLayout.bigbird(n, ...) then block_sparse_attention (n_q == n_k).");
+
+    // ----- compare
+    m.def(
+        "compare",
+        [](py::handle approx, py::handle reference) {
+            constexpr const char* fn = "compare";
+            const Array2 a = array2(fn, "approx", approx, "(n, d)"), r = array2(fn, "reference", reference, "(n, d)");
+            py::gil_scoped_release release;
+            auto with_r = [&](const auto& ar) {
+                if (r.dtype == Dtype::F32) return attnx_py::compare(ar, view_of<float>(r).ref());
+                return attnx_py::compare(ar, view_of<double>(r).ref());
+            };
+            if (a.dtype == Dtype::F32) return with_r(view_of<float>(a).ref());
+            return with_r(view_of<double>(a).ref());
+        },
+        arg("approx"), arg("reference"),
+        "ErrorMetrics (rel_fro, max_abs, mean_row_cosine, in double) of approx against reference, same shape; "
+        "the dtypes may differ.");
+}
