@@ -7,8 +7,9 @@ execute_process(COMMAND "${CMAKE_COMMAND}" -E env "DESTDIR=${STAGE}"
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "cmake --install --component python failed (${rc})")
 endif()
-execute_process(COMMAND "${CMAKE_COMMAND}" -E env --unset=PYTHONPATH "PYTHONPATH=${STAGE}${SITE}"
+execute_process(COMMAND "${CMAKE_COMMAND}" -E env "PYTHONPATH=${STAGE}${SITE}"
                         "${PYTHON}" -s -c "import attnx, numpy as np; x = np.ones((4, 2)); assert np.allclose(attnx.exact_attention(x, x, x), 1); print('imported attnx from', attnx.__file__)"
+                WORKING_DIRECTORY "${STAGE}"  # not the build tree, which holds the module too
                 RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "importing the staged module failed (${rc})")

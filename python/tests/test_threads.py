@@ -50,3 +50,14 @@ def test_errors_in_threads_do_not_disturb_others():
         t.join()
     assert len(failures) == 8 and all("num_landmarks" in f for f in failures)
     assert len(results) == 8 and all(np.array_equal(r, want) for r in results)
+
+
+def test_threads_follow_omp_num_threads():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = "import attnx, numpy as np; x = np.ones((300, 8)); attnx.exact_attention(x, x, x); print(attnx.max_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
