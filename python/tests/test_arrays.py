@@ -79,3 +79,25 @@ def test_masks_accept_any_bool_layout():
     want = attnx.exact_attention(q, k, v, key_padding_mask=np.ascontiguousarray(mask[::2]))
     assert np.array_equal(attnx.exact_attention(q, k, v, key_padding_mask=mask[::2]), want)
     assert np.array_equal(attnx.exact_attention(q, k, v, key_padding_mask=list(mask[::2])), want)
+
+
+def test_fortran_inputs_are_read_in_place():
+    """NumPy reports its allocations to tracemalloc, and the module allocates its conversion
+    buffers and results through NumPy: a call on Fortran-ordered inputs allocates only the result,
+    one on C-ordered inputs a column-major copy of each of Q, K, V besides."""
+    import tracemalloc
+
+    q, k, v = inputs(2048, 64, seed=25)
+    qf, kf, vf = (np.asfortranarray(x) for x in (q, k, v))
+    size = q.nbytes  # 1 MiB each, and the output
+    tracemalloc.start()
+    try:
+        for args, low, high in (((qf, kf, vf), size, 1.1 * size), ((q, k, v), 4 * size, 4.1 * size)):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            out = attnx.nystrom_attention(*args, num_landmarks=16)
+            peak = tracemalloc.get_traced_memory()[1] - before
+            assert low <= peak <= high, (args[0].flags.f_contiguous, peak / size)
+            del out
+    finally:
+        tracemalloc.stop()
