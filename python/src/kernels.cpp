@@ -29,19 +29,30 @@ attnx::LinformerProjection<S> projection_from(const In<S>& e, const In<S>* f) {
     return attnx::LinformerProjection<S>::from_matrices(e, *f);
 }
 
+template <typename Mech, typename S>
+attnx::ErrorEstimate estimate(const Mech& mech, const In<S>& q, const In<S>& k, const In<S>& v, const In<S>* approx,
+                              const attnx::EstimateOptions& o) {
+    if (approx != nullptr) return attnx::estimate_error(mech, q, k, v, *approx, o);
+    return attnx::estimate_error(mech, q, k, v, o);
+}
+
 template <typename A, typename R>
 attnx::ErrorMetrics compare(const In<A>& approx, const In<R>& reference) {
     return attnx::compare(approx, reference);
 }
 
+// Every generic entry point, for one mechanism type M and Scalar S.
+#define ATTNX_PY_PER_MECHANISM(M, S)                                                                  \
+    template void run<M, S>(const M&, const In<S>&, const In<S>&, const In<S>&, Out<S>);              \
+    template attnx::ErrorEstimate estimate<M, S>(const M&, const In<S>&, const In<S>&, const In<S>&, \
+                                                 const In<S>*, const attnx::EstimateOptions&);
+
 #define ATTNX_PY_INSTANTIATE(S)                                                                                     \
-    template void run<attnx::Exact, S>(const attnx::Exact&, const In<S>&, const In<S>&, const In<S>&, Out<S>);      \
-    template void run<attnx::Nystrom, S>(const attnx::Nystrom&, const In<S>&, const In<S>&, const In<S>&, Out<S>);  \
-    template void run<attnx::Linformer<S>, S>(const attnx::Linformer<S>&, const In<S>&, const In<S>&, const In<S>&, \
-                                              Out<S>);                                                              \
-    template void run<attnx::BlockSparse, S>(const attnx::BlockSparse&, const In<S>&, const In<S>&, const In<S>&,   \
-                                             Out<S>);                                                               \
-    template void run<attnx::BigBird, S>(const attnx::BigBird&, const In<S>&, const In<S>&, const In<S>&, Out<S>);  \
+    ATTNX_PY_PER_MECHANISM(attnx::Exact, S)                                                                         \
+    ATTNX_PY_PER_MECHANISM(attnx::Nystrom, S)                                                                       \
+    ATTNX_PY_PER_MECHANISM(attnx::Linformer<S>, S)                                                                  \
+    ATTNX_PY_PER_MECHANISM(attnx::BlockSparse, S)                                                                   \
+    ATTNX_PY_PER_MECHANISM(attnx::BigBird, S)                                                                       \
     template void run_nystrom<S>(const attnx::NystromOptions&, const In<S>&, const In<S>&, const In<S>&, Out<S>,    \
                                  attnx::NystromReport*);                                                            \
     template void run_linformer_raw<S>(const In<S>&, const In<S>&, const In<S>&, const In<S>&, const In<S>&,        \

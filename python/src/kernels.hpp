@@ -10,6 +10,7 @@
 
 #include <Eigen/Core>
 
+#include "attnx/estimate.hpp"
 #include "attnx/mechanisms.hpp"
 #include "attnx/metrics.hpp"
 #include "attnx/nystrom.hpp"
@@ -38,6 +39,11 @@ void run_linformer_raw(const In<S>& q, const In<S>& k, const In<S>& v, const In<
 /// LinformerProjection<S>::from_matrices / from_matrix (f == nullptr).
 template <typename S>
 attnx::LinformerProjection<S> projection_from(const In<S>& e, const In<S>* f);
+
+/// attnx::estimate_error(mech, q, k, v[, *approx], options).
+template <typename Mech, typename S>
+attnx::ErrorEstimate estimate(const Mech& mech, const In<S>& q, const In<S>& k, const In<S>& v, const In<S>* approx,
+                              const attnx::EstimateOptions& o);
 
 /// attnx::compare(approx, reference).
 template <typename A, typename R>

@@ -426,6 +426,27 @@ py::array call_linformer(const char* fn, const PyLinformer& mech, py::handle q, 
     });
 }
 
+/// f(mechanism) with the C++ mechanism value that the Python object `mech` holds, for Scalar S
+/// (a Linformer's projection must have dtype S). The reference stays valid while mech is alive.
+template <typename S, typename F>
+void with_mechanism(const char* fn, py::handle mech, F&& f) {
+    if (py::isinstance<attnx::Exact>(mech)) return f(mech.cast<const attnx::Exact&>());
+    if (py::isinstance<attnx::Nystrom>(mech)) return f(mech.cast<const attnx::Nystrom&>());
+    if (py::isinstance<attnx::BlockSparse>(mech)) return f(mech.cast<const attnx::BlockSparse&>());
+    if (py::isinstance<attnx::BigBird>(mech)) return f(mech.cast<const attnx::BigBird&>());
+    if (py::isinstance<PyLinformer>(mech)) {
+        const PyLinformer& l = mech.cast<const PyLinformer&>();
+        const Dtype want = std::is_same<S, float>::value ? Dtype::F32 : Dtype::F64;
+        if (l.projection.dtype() != want)
+            type_error(fn, ": the Linformer projection has dtype ", dtype_name(l.projection.dtype()), " but q has ",
+                       dtype_name(want));
+        return f(l.get<S>());
+    }
+    type_error(fn, ": mechanism must be an attnx mechanism value (attnx.Exact, attnx.Nystrom, attnx.Linformer, "
+                   "attnx.BlockSparse or attnx.BigBird), got ",
+               type_name(mech));
+}
+
 py::array call_linformer_raw(const char* fn, py::handle q, py::handle k, py::handle v, py::handle e, py::handle f,
                              const attnx::AttentionOptions& o) {
     const QKV a = qkv(fn, q, k, v);
@@ -907,6 +928,70 @@ return_report=True returns (out, NystromReport).)doc");
         arg("random") = 3, arg("seed") = 0, arg("scale") = py::none(), arg("causal") = false,
         arg("key_padding_mask") = py::none(), arg("check_finite") = true,
         "BigBird self-attention: BlockLayout.bigbird(n, ...) then block_sparse_attention (n_q == n_k).");
+
+    // ----- estimate_error
+    py::class_<attnx::ErrorEstimate>(m, "ErrorEstimate",
+                                     "Estimated relative Frobenius error of a mechanism, with a confidence interval.")
+        .def_readonly("rel_fro", &attnx::ErrorEstimate::rel_fro, "the ratio estimate of ||A - E||_F / ||E||_F")
+        .def_readonly("ci_low", &attnx::ErrorEstimate::ci_low)
+        .def_readonly("ci_high", &attnx::ErrorEstimate::ci_high)
+        .def_readonly("max_abs_sampled", &attnx::ErrorEstimate::max_abs_sampled,
+                      "max |A_ij - E_ij| over the sampled rows (a lower bound of max_abs)")
+        .def_readonly("samples", &attnx::ErrorEstimate::samples)
+        .def_readonly("population", &attnx::ErrorEstimate::population)
+        .def("__repr__", [](const attnx::ErrorEstimate& e) {
+            std::ostringstream os;
+            os.precision(6);
+            os << "ErrorEstimate(rel_fro=" << e.rel_fro << ", ci=[" << e.ci_low << ", " << e.ci_high
+               << "], max_abs_sampled=" << e.max_abs_sampled << ", samples=" << e.samples
+               << ", population=" << e.population << ")";
+            return os.str();
+        });
+
+    m.def(
+        "estimate_error",
+        [](py::handle mechanism, py::handle q, py::handle k, py::handle v, Index samples, double confidence,
+           std::uint64_t seed, py::handle approx) {
+            constexpr const char* fn = "estimate_error";
+            const QKV a = qkv(fn, q, k, v);
+            std::optional<Array2> ap;
+            if (!approx.is_none()) {
+                ap = array2(fn, "approx", approx, "(n_q, d_v)");
+                check_same_dtype(fn, "approx", *ap, "q", a.q);
+            }
+            attnx::EstimateOptions o;
+            o.samples = samples;
+            o.confidence = confidence;
+            o.seed = seed;
+            attnx::ErrorEstimate result;
+            auto body = [&](auto tag) {
+                using S = decltype(tag);
+                with_mechanism<S>(fn, mechanism, [&](const auto& mech) {
+                    using M = std::decay_t<decltype(mech)>;
+                    py::gil_scoped_release release;
+                    const View<S> qv = view_of<S>(a.q), kv = view_of<S>(a.k), vv = view_of<S>(a.v);
+                    if (ap) {
+                        const View<S> av = view_of<S>(*ap);
+                        const In<S> ar = av.ref();
+                        result = estimate<M, S>(mech, qv.ref(), kv.ref(), vv.ref(), &ar, o);
+                    } else {
+                        result = estimate<M, S>(mech, qv.ref(), kv.ref(), vv.ref(), nullptr, o);
+                    }
+                });
+            };
+            if (a.q.dtype == Dtype::F32)
+                body(float{});
+            else
+                body(double{});
+            return result;
+        },
+        arg("mechanism"), arg("q"), arg("k"), arg("v"), py::kw_only(), arg("samples") = 256,
+        arg("confidence") = 0.95, arg("seed") = 0, arg("approx") = py::none(),
+        R"doc(Estimates ||A - E||_F / ||E||_F for A = mechanism(q, k, v) and E = exact attention with the
+mechanism's options, from `samples` exact query rows (O(samples·n_k·d)), with a `confidence`
+interval (ratio estimator). approx: mechanism(q, k, v) if already computed (then only the exact
+rows are computed). Returns ErrorEstimate(rel_fro, ci_low, ci_high, max_abs_sampled, samples,
+population).)doc");
 
     // ----- compare
     m.def(
