@@ -36,6 +36,13 @@ attnx::ErrorEstimate estimate(const Mech& mech, const In<S>& q, const In<S>& k, 
     return attnx::estimate_error(mech, q, k, v, o);
 }
 
+template <typename Mech, typename S>
+void run_multi_head(const Mech& mech, const attnx::HeadsView<const S>& q, const attnx::HeadsView<const S>& k,
+                    const attnx::HeadsView<const S>& v, const attnx::HeadsView<S>& out,
+                    const attnx::MultiHeadOptions& o) {
+    attnx::multi_head_attention(mech, q, k, v, out, o);
+}
+
 template <typename A, typename R>
 attnx::ErrorMetrics compare(const In<A>& approx, const In<R>& reference) {
     return attnx::compare(approx, reference);
@@ -45,7 +52,10 @@ attnx::ErrorMetrics compare(const In<A>& approx, const In<R>& reference) {
 #define ATTNX_PY_PER_MECHANISM(M, S)                                                                  \
     template void run<M, S>(const M&, const In<S>&, const In<S>&, const In<S>&, Out<S>);              \
     template attnx::ErrorEstimate estimate<M, S>(const M&, const In<S>&, const In<S>&, const In<S>&, \
-                                                 const In<S>*, const attnx::EstimateOptions&);
+                                                 const In<S>*, const attnx::EstimateOptions&);      \
+    template void run_multi_head<M, S>(const M&, const attnx::HeadsView<const S>&, const attnx::HeadsView<const S>&, \
+                                       const attnx::HeadsView<const S>&, const attnx::HeadsView<S>&,                  \
+                                       const attnx::MultiHeadOptions&);
 
 #define ATTNX_PY_INSTANTIATE(S)                                                                                     \
     ATTNX_PY_PER_MECHANISM(attnx::Exact, S)                                                                         \

@@ -12,6 +12,7 @@
 
 #include "attnx/estimate.hpp"
 #include "attnx/mechanisms.hpp"
+#include "attnx/multi_head.hpp"
 #include "attnx/metrics.hpp"
 #include "attnx/nystrom.hpp"
 
@@ -44,6 +45,12 @@ attnx::LinformerProjection<S> projection_from(const In<S>& e, const In<S>* f);
 template <typename Mech, typename S>
 attnx::ErrorEstimate estimate(const Mech& mech, const In<S>& q, const In<S>& k, const In<S>& v, const In<S>* approx,
                               const attnx::EstimateOptions& o);
+
+/// attnx::multi_head_attention(mech, q, k, v, out, options).
+template <typename Mech, typename S>
+void run_multi_head(const Mech& mech, const attnx::HeadsView<const S>& q, const attnx::HeadsView<const S>& k,
+                    const attnx::HeadsView<const S>& v, const attnx::HeadsView<S>& out,
+                    const attnx::MultiHeadOptions& o);
 
 /// attnx::compare(approx, reference).
 template <typename A, typename R>

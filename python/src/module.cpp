@@ -462,6 +462,76 @@ py::array call_linformer_raw(const char* fn, py::handle q, py::handle k, py::han
 }
 
 // ---------------------------------------------------------------------------------------------
+// Multi-head: 4-d arrays of heads, viewed in place as attnx::HeadsView
+
+/// A 4-d float array of heads as multi_head_attention reads it, in place: sizes (B, N, H, D) and
+/// strides in elements, whatever the NumPy strides (an array whose strides are not whole
+/// elements, or that is unaligned, is first copied to C order).
+struct Heads {
+    py::array array;
+    Dtype dtype = Dtype::F64;
+    Index size[4] = {0, 0, 0, 0};    // batch, tokens, heads, dim
+    Index stride[4] = {0, 0, 0, 0};  // elements, same order
+};
+
+bool layout_is_bhnd(const char* fn, const std::string& layout) {
+    if (layout == "bnhd") return false;
+    if (layout == "bhnd") return true;
+    value_error(fn, ": layout must be 'bnhd' (B, N, H, D) or 'bhnd' (B, H, N, D), got '", layout, "'");
+}
+
+Heads heads_of(const char* fn, const char* name, py::handle obj, bool bhnd) {
+    Heads h;
+    h.array = as_array(fn, name, obj);
+    h.dtype = float_dtype(fn, name, h.array, obj);
+    if (h.array.ndim() != 4)
+        type_error(fn, ": ", name, " must be a 4-d array of shape ", bhnd ? "(B, H, N, D)" : "(B, N, H, D)",
+                   " (layout='", bhnd ? "bhnd" : "bnhd", "'), got shape ", shape_string(h.array));
+    const py::ssize_t item = h.array.itemsize();
+    bool whole = (h.array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+    for (int a = 0; a < 4; ++a) whole = whole && h.array.strides(a) % item == 0;
+    if (!whole) h.array = py::module_::import("numpy").attr("ascontiguousarray")(h.array);
+    const int axis[4] = {0, bhnd ? 2 : 1, bhnd ? 1 : 2, 3};  // batch, tokens, heads, dim
+    for (int i = 0; i < 4; ++i) {
+        h.size[i] = static_cast<Index>(h.array.shape(axis[i]));
+        h.stride[i] = static_cast<Index>(h.array.strides(axis[i]) / item);
+    }
+    return h;
+}
+
+template <typename S>
+attnx::HeadsView<const S> view_of_heads(const Heads& h) {
+    return attnx::HeadsView<const S>::strided(static_cast<const S*>(h.array.data()), h.size[0], h.size[1], h.size[2],
+                                              h.size[3], h.stride[0], h.stride[1], h.stride[2], h.stride[3]);
+}
+
+std::vector<Index> lengths_of(const char* fn, const char* name, py::handle obj) {
+    std::vector<Index> out;
+    if (obj.is_none()) return out;
+    const py::array a = as_array(fn, name, obj);
+    const char kind = a.dtype().kind();
+    if ((kind != 'i' && kind != 'u') || a.ndim() != 1)
+        type_error(fn, ": ", name, " must be a 1-d integer array (one length per sequence), got dtype ",
+                   dtype_str(a.dtype()), " and shape ", shape_string(a));
+    const auto l = py::array_t<std::int64_t, py::array::forcecast>::ensure(a);
+    for (py::ssize_t i = 0; i < l.size(); ++i) out.push_back(static_cast<Index>(l.at(i)));
+    return out;
+}
+
+std::vector<bool> batch_mask(const char* fn, py::handle obj) {
+    std::vector<bool> mask;
+    if (obj.is_none()) return mask;
+    const py::array a = as_array(fn, "key_padding_mask", obj);
+    if (a.dtype().kind() != 'b' || a.ndim() != 2)
+        type_error(fn, ": key_padding_mask must be a 2-d bool array (B, N_k), True = padding, got dtype ",
+                   dtype_str(a.dtype()), " and shape ", shape_string(a));
+    const char* p = static_cast<const char*>(a.data());
+    for (py::ssize_t b = 0; b < a.shape(0); ++b)
+        for (py::ssize_t j = 0; j < a.shape(1); ++j) mask.push_back(p[b * a.strides(0) + j * a.strides(1)] != 0);
+    return mask;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reprs
 
 std::string repr_of(const char* cls, const std::string& name, const std::string& parameters) {
@@ -992,6 +1062,59 @@ mechanism's options, from `samples` exact query rows (O(samples·n_k·d)), with 
 interval (ratio estimator). approx: mechanism(q, k, v) if already computed (then only the exact
 rows are computed). Returns ErrorEstimate(rel_fro, ci_low, ci_high, max_abs_sampled, samples,
 population).)doc");
+
+    // ----- multi-head
+    m.def(
+        "multi_head_attention",
+        [](py::handle mechanism, py::handle q, py::handle k, py::handle v, const std::string& layout,
+           py::handle num_kv_heads, py::handle scale, bool causal, py::handle key_lengths, py::handle query_lengths,
+           py::handle key_padding_mask) {
+            constexpr const char* fn = "multi_head_attention";
+            const bool bhnd = layout_is_bhnd(fn, layout);
+            const Heads qh = heads_of(fn, "q", q, bhnd), kh = heads_of(fn, "k", k, bhnd), vh = heads_of(fn, "v", v, bhnd);
+            if (kh.dtype != qh.dtype || vh.dtype != qh.dtype)
+                type_error(fn, ": ", kh.dtype != qh.dtype ? "k" : "v", " has dtype ",
+                           dtype_name(kh.dtype != qh.dtype ? kh.dtype : vh.dtype), " but q has ", dtype_name(qh.dtype),
+                           " (all arrays of one call share one dtype)");
+            if (!num_kv_heads.is_none() && num_kv_heads.cast<Index>() != kh.size[2])
+                value_error(fn, ": num_kv_heads = ", num_kv_heads.cast<Index>(), " but k has ", kh.size[2],
+                            " heads (shape ", shape_string(kh.array), ")");
+            attnx::MultiHeadOptions o;
+            o.scale = scale_of(fn, scale);
+            o.causal = causal;
+            o.key_lengths = lengths_of(fn, "key_lengths", key_lengths);
+            o.query_lengths = lengths_of(fn, "query_lengths", query_lengths);
+            o.key_padding_mask = batch_mask(fn, key_padding_mask);
+            const Index B = qh.size[0], N = qh.size[1], H = qh.size[2], Dv = vh.size[3];
+            const std::vector<py::ssize_t> shape =
+                bhnd ? std::vector<py::ssize_t>{B, H, N, Dv} : std::vector<py::ssize_t>{B, N, H, Dv};
+            auto body = [&](auto tag) {
+                using S = decltype(tag);
+                py::array out(py::dtype::of<S>(), shape);  // C order in the input's layout
+                const auto item = static_cast<Index>(sizeof(S));
+                const Index sb = out.strides(0) / item;
+                const Index sn = out.strides(bhnd ? 2 : 1) / item, sh = out.strides(bhnd ? 1 : 2) / item;
+                const attnx::HeadsView<S> ov =
+                    attnx::HeadsView<S>::strided(static_cast<S*>(out.mutable_data()), B, N, H, Dv, sb, sn, sh, 1);
+                with_mechanism<S>(fn, mechanism, [&](const auto& mech) {
+                    using M = std::decay_t<decltype(mech)>;
+                    py::gil_scoped_release release;
+                    run_multi_head<M, S>(mech, view_of_heads<S>(qh), view_of_heads<S>(kh), view_of_heads<S>(vh), ov, o);
+                });
+                return out;
+            };
+            if (qh.dtype == Dtype::F32) return body(float{});
+            return body(double{});
+        },
+        arg("mechanism"), arg("q"), arg("k"), arg("v"), py::kw_only(), arg("layout") = "bnhd",
+        arg("num_kv_heads") = py::none(), arg("scale") = py::none(), arg("causal") = false,
+        arg("key_lengths") = py::none(), arg("query_lengths") = py::none(), arg("key_padding_mask") = py::none(),
+        R"doc(out[b, :, h, :] = mechanism(q[b, :, h, :], k[b, :, h_kv, :], v[b, :, h_kv, :]), h_kv = h // (H_q / H_kv):
+multi-head, grouped-query (H_kv divides H_q) and multi-query (H_kv = 1) attention over 4-d arrays, read
+in place whatever their strides. layout 'bnhd': (B, N, H, D); 'bhnd': (B, H, N, D) (PyTorch's SDPA).
+Returns a C-ordered array in the same layout, (B, N_q, H_q, D_v) or (B, H_q, N_q, D_v).
+key_lengths / query_lengths: B lengths (sequence b is cut to its first L_q queries, L_k keys);
+key_padding_mask: (B, N_k) bool, True = padding; num_kv_heads: checked against k.)doc");
 
     // ----- compare
     m.def(
