@@ -30,8 +30,9 @@
 ///   - optionally `static constexpr bool uses_scale`: false if the map ignores `scale` (then a
 ///     set options.scale is an error rather than silently unused); true when absent.
 ///   - optionally `std::string name() const`, for tables and messages.
-/// `scale` is options.scale, or 1/√d when unset. queries and keys run inside OpenMP regions
-/// with shapes already checked through feature_dim: they must not throw.
+/// `scale` is options.scale, or 1/√d when unset. queries and keys run inside OpenMP regions,
+/// with shapes already checked through feature_dim; an exception they throw is carried out of
+/// the region and rethrown by the entry point (detail::RegionErrors).
 #ifndef ATTNX_FEATURE_MAPS_HPP
 #define ATTNX_FEATURE_MAPS_HPP
 

@@ -354,6 +354,17 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scal
     return bad;
 }
 
+/// One workspace per thread of a team_size() team, allocated before the region (parallel.hpp rule 6).
+template <typename Scalar>
+std::vector<LinearWorkspace<Scalar>> make_workspaces(Index rows, Index d, Index c_dim, Index dv, bool masked,
+                                                     bool causal) {
+    std::vector<LinearWorkspace<Scalar>> ws;
+    const int team = team_size();
+    ws.reserve(static_cast<std::size_t>(team));
+    for (int t = 0; t < team; ++t) ws.emplace_back(rows, d, c_dim, dv, masked, causal);
+    return ws;
+}
+
 /// Keys per block of the non-causal path (features are formed a block at a time).
 constexpr Index linear_key_block = 256;
 /// Queries per tile of the non-causal path.
@@ -369,8 +380,8 @@ struct PartSplit {
 inline PartSplit split_parts(Index units, Index min_units) {
     PartSplit s;
     const Index want = std::clamp<Index>(units / std::max<Index>(1, min_units), 1, linear_max_parts);
-    s.per_part = (units + want - 1) / want;
-    s.parts = (units + s.per_part - 1) / s.per_part;
+    s.per_part = ceil_div(units, want);
+    s.parts = ceil_div(units, s.per_part);
     return s;
 }
 
@@ -382,42 +393,49 @@ void linear_noncausal(const LinearProblem<Scalar, Map>& pb, FeatureState<Scalar>
     const Index n_k = pb.k.rows(), d = pb.k.cols(), dv = pb.v.cols();
     const Index n_q = pb.q != nullptr ? pb.q->rows() : 0;
     const Index block = std::min(linear_key_block, n_k);
-    const Index blocks = (n_k + block - 1) / block;
+    const Index blocks = ceil_div(n_k, block);
     const PartSplit split = split_parts(blocks, 1);
     std::vector<FeatureState<Scalar>> parts(static_cast<std::size_t>(split.parts));
     for (auto& p : parts) p.reset(pb.c_dim, dv);
     std::vector<Index> bad_key(static_cast<std::size_t>(split.parts), -1);
     const Index tile = std::max<Index>(1, std::min(linear_query_tile, n_q));
-    const Index tiles = n_q > 0 ? (n_q + tile - 1) / tile : 0;
+    const Index tiles = ceil_div(n_q, tile);
     std::vector<Index> bad_query(static_cast<std::size_t>(tiles), -1);
-    const Index rows = std::max(block, tile);
+    std::vector<LinearWorkspace<Scalar>> workspaces =
+        make_workspaces<Scalar>(std::max(block, tile), d, pb.c_dim, dv, !pb.padding.empty(), false);
+    RegionErrors errors;  // e.g. bad_alloc in a product, or a user map that throws
     // Always a parallel region: inside a team Eigen's products run single-threaded, with the
     // same blocking (hence the same rounding) for any thread count.
-ATTNX_OMP(parallel)
+ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
     {
-        LinearWorkspace<Scalar> ws(rows, d, pb.c_dim, dv, !pb.padding.empty(), false);
+        LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < split.parts; ++p) {
-            const Index b_end = std::min(blocks, (p + 1) * split.per_part);
-            for (Index b = p * split.per_part; b < b_end; ++b) {
-                const Index j0 = b * block, len = std::min(block, n_k - j0);
-                note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
-                absorb_block(parts[static_cast<std::size_t>(p)], ws, len);
-            }
+            errors.run([&] {
+                const Index b_end = std::min(blocks, (p + 1) * split.per_part);
+                for (Index b = p * split.per_part; b < b_end; ++b) {
+                    const Index j0 = b * block, len = std::min(block, n_k - j0);
+                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
+                    absorb_block(parts[static_cast<std::size_t>(p)], ws, len);
+                }
+            });
         }
 ATTNX_OMP(single)
-        {
+        errors.run([&] {
             total = parts[0];
             for (std::size_t p = 1; p < parts.size(); ++p) merge_state(total, parts[p]);
-        }
+        });
         if (out != nullptr) {
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index t = 0; t < tiles; ++t) {
-                const Index i0 = t * tile, nq = std::min(tile, n_q - i0);
-                bad_query[static_cast<std::size_t>(t)] = attend_rows(pb, total, i0, nq, ws, *out);
+                errors.run([&] {
+                    const Index i0 = t * tile, nq = std::min(tile, n_q - i0);
+                    bad_query[static_cast<std::size_t>(t)] = attend_rows(pb, total, i0, nq, ws, *out);
+                });
             }
         }
     }
+    errors.rethrow();
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
 }
@@ -433,7 +451,7 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
     const Index n_k = pb.k.rows(), d = pb.k.cols(), dv = pb.v.cols();
     const Index n_q = pb.q != nullptr ? pb.q->rows() : 0;
     const Index t_len = std::min(chunk, n_k);
-    const Index chunks = (n_k + t_len - 1) / t_len;
+    const Index chunks = ceil_div(n_k, t_len);
     const PartSplit split = split_parts(chunks, 8);
     const Index parts = split.parts;
     const bool want_out = pb.q != nullptr && out != nullptr;
@@ -449,20 +467,25 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
         i0 = std::clamp<Index>(j0 - off, 0, n_q);
         i1 = std::clamp<Index>(j1 - off, 0, n_q);
     };
-ATTNX_OMP(parallel)
+    std::vector<LinearWorkspace<Scalar>> workspaces =
+        make_workspaces<Scalar>(t_len, d, pb.c_dim, dv, !pb.padding.empty(), true);
+    RegionErrors errors;
+ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
     {
-        LinearWorkspace<Scalar> ws(t_len, d, pb.c_dim, dv, !pb.padding.empty(), true);
+        LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < summed; ++p) {
-            const Index c_end = std::min(chunks, (p + 1) * split.per_part);
-            for (Index c = p * split.per_part; c < c_end; ++c) {
-                const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
-                note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
-                absorb_block(totals[static_cast<std::size_t>(p)], ws, len);
-            }
+            errors.run([&] {
+                const Index c_end = std::min(chunks, (p + 1) * split.per_part);
+                for (Index c = p * split.per_part; c < c_end; ++c) {
+                    const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
+                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
+                    absorb_block(totals[static_cast<std::size_t>(p)], ws, len);
+                }
+            });
         }
 ATTNX_OMP(single)
-        {
+        errors.run([&] {
             start[0] = init;
             for (Index p = 1; p < parts; ++p) {
                 start[static_cast<std::size_t>(p)] = start[static_cast<std::size_t>(p - 1)];
@@ -472,28 +495,31 @@ ATTNX_OMP(single)
                 *final_state = start[static_cast<std::size_t>(parts - 1)];
                 merge_state(*final_state, totals[static_cast<std::size_t>(parts - 1)]);
             }
-        }
+        });
         if (want_out) {
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index p = 0; p < parts; ++p) {
-                const Index c_begin = p * split.per_part, c_end = std::min(chunks, (p + 1) * split.per_part);
-                Index pi0 = 0, pi1 = 0;
-                query_rows(c_begin * t_len, std::min(n_k, c_end * t_len), pi0, pi1);
-                if (pi0 == pi1) continue;  // no query sits in this part
-                FeatureState<Scalar>& run = start[static_cast<std::size_t>(p)];
-                for (Index c = c_begin; c < c_end; ++c) {
-                    const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
-                    Index i0 = 0, i1 = 0;
-                    query_rows(j0, j0 + len, i0, i1);
-                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
-                    if (i1 > i0)
-                        note_failure(bad_query[static_cast<std::size_t>(p)],
-                                     attend_chunk(pb, run, j0, len, i0, i1 - i0, off, ws, *out));
-                    if (c + 1 < c_end) absorb_block(run, ws, len);
-                }
+                errors.run([&] {
+                    const Index c_begin = p * split.per_part, c_end = std::min(chunks, (p + 1) * split.per_part);
+                    Index pi0 = 0, pi1 = 0;
+                    query_rows(c_begin * t_len, std::min(n_k, c_end * t_len), pi0, pi1);
+                    if (pi0 == pi1) return;  // no query sits in this part
+                    FeatureState<Scalar>& run = start[static_cast<std::size_t>(p)];
+                    for (Index c = c_begin; c < c_end; ++c) {
+                        const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
+                        Index i0 = 0, i1 = 0;
+                        query_rows(j0, j0 + len, i0, i1);
+                        note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
+                        if (i1 > i0)
+                            note_failure(bad_query[static_cast<std::size_t>(p)],
+                                         attend_chunk(pb, run, j0, len, i0, i1 - i0, off, ws, *out));
+                        if (c + 1 < c_end) absorb_block(run, ws, len);
+                    }
+                });
             }
         }
     }
+    errors.rethrow();
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
 }
@@ -601,7 +627,7 @@ void linear_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK
                       const LinearAttentionOptions& options = {}) {
     constexpr const char* fn = "linear_attention";
     const Index c_dim = detail::check_linear_call(fn, q, k, v, feature_map, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
     detail::linear_checked<typename DQ::Scalar, Map>(fn, feature_map, c_dim, q, k, v, options, out);
 }
 
@@ -630,7 +656,7 @@ void performer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
                   "attnx::performer_attention: the features must have the Scalar type of q, k and v");
     constexpr const char* fn = "performer_attention";
     const Index c_dim = detail::check_linear_call(fn, q, k, v, features, options);
-    detail::check_out(fn, out, q.rows(), v.cols());
+    detail::check_out(fn, out, q, k, v);
     detail::linear_checked<FScalar, PositiveRandomFeatures<FScalar>>(fn, features, c_dim, q, k, v, options, out);
 }
 
@@ -719,7 +745,7 @@ public:
         if (q.rows() != k.rows())
             detail::throw_invalid(fn, ": q has ", q.rows(), " rows but k has ", k.rows(),
                                   " (prefill with outputs needs one query per new token)");
-        detail::check_out(fn, out, q.rows(), m_dv);
+        detail::check_out(fn, out, q, k, v);
         const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
         const detail::Magnitudes mag = scan(fn, &qr, kr, vr);
         run(fn, &qr, kr, vr, &out, mag);
@@ -808,17 +834,23 @@ public:
         const detail::LinearProblem<Scalar, Map> pb{m_map, &qr, kr, vr, no_padding, m_scale, m_eps, m_c,
                                                     m_options.check_finite};
         Matrix<Scalar> out(q.rows(), m_dv);
-        const Index tile = detail::linear_query_tile, n = q.rows(), tiles = (n + tile - 1) / tile;
+        const Index tile = detail::linear_query_tile, n = q.rows(), tiles = detail::ceil_div(n, tile);
         std::vector<Index> bad(static_cast<std::size_t>(tiles), -1);
         Eigen::Ref<Matrix<Scalar>> outr(out);
-ATTNX_OMP(parallel)
+        std::vector<detail::LinearWorkspace<Scalar>> workspaces =
+            detail::make_workspaces<Scalar>(std::min(tile, n), m_d, m_c, m_dv, false, false);
+        detail::RegionErrors errors;
+ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
         {
-            detail::LinearWorkspace<Scalar> ws(std::min(tile, n), m_d, m_c, m_dv, false, false);
+            detail::LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(detail::thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index t = 0; t < tiles; ++t)
-                bad[static_cast<std::size_t>(t)] =
-                    detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr);
+                errors.run([&] {
+                    bad[static_cast<std::size_t>(t)] =
+                        detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr);
+                });
         }
+        errors.rethrow();
         detail::FeatureFailure f;
         for (const Index b : bad) detail::note_failure(f.query_row, b);
         if (f.query_row >= 0) detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
