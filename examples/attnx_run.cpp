@@ -225,12 +225,14 @@ void print_help() {
     section("exact", "exact");
     section("nystrom", "nystrom");
     section("linformer (--e [--f] or --rank)", "linformer");
-    section("linformer and bigbird", "linformer,bigbird");
+    section("linformer, bigbird and performer", "linformer,bigbird,performer");
     section("bigbird, longformer, block-sparse", "bigbird,longformer,block-sparse");
     section("bigbird and longformer", "bigbird,longformer");
     section("bigbird", "bigbird");
     section("longformer", "longformer");
     section("block-sparse", "block-sparse");
+    section("linear and performer", "linear,performer");
+    section("performer", "performer");
     std::printf(
         "\nAn option that does not apply to the chosen method is an error. Options also take the\n"
         "form --name=value.\n\n"

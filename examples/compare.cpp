@@ -95,7 +95,7 @@ std::vector<Method> all_methods(const Config& cfg) {
                         attnx::Performer<float>{attnx::PositiveRandomFeatures<float>::draw(cfg.d, /*seed=*/1, fo), {}},
                         "m = " + std::to_string(features) + ", orthogonal FAVOR+"));
     }
-    m.push_back(row("linear-elu", attnx::Linear<>{}, "elu(x) + 1, C = d (a different model)"));
+    m.push_back(row("linear-elu", attnx::Linear<>{}, "elu(x) + 1, C = d"));
     m.push_back(row("bigbird", attnx::BigBird{}, "b 64, w 3, g 2, r 3 (blocks)"));
     // The layout depends on n only: built once here, like a model's fixed pattern.
     m.push_back(row("longformer", attnx::BlockSparse{attnx::BlockLayout::longformer(cfg.n, 64, 3, 64), {}},
