@@ -52,9 +52,9 @@
 /// changes nothing (tested with 1e6).
 ///
 /// Checks (with check_finite on): Q, K, V are scanned for NaN/Inf; there is no logit to bound,
-/// but a feature map whose output is not finite for some row (e.g. FAVOR+ on |q| near 1e19 in
-/// float) throws attnx::invalid_argument naming the row, and an output that overflowed (sums of
-/// huge V rows) throws after the work.
+/// but a feature map whose output is not finite for some row (e.g. FAVOR+ in float on a key of
+/// norm near 1e19, whose ‖x‖² overflows) throws attnx::invalid_argument naming the row, and an
+/// output that overflowed (sums of huge V rows) throws after the work.
 ///
 /// Decode: LinearAttentionState (per sequence and head) holds [S | z], the running maximum R and
 /// the feature map: prefill(K, V), step(q, k, v) -> one output row in O(C·(d + d_v)) whatever the
