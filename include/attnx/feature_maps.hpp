@@ -221,6 +221,7 @@ public:
     std::uint64_t draw_index() const { return m_draw; }
 
     std::string name() const {
+        if (m_w.size() == 0) return "FAVOR+ (empty: no W)";
         std::ostringstream os;
         os << "FAVOR+ m = " << m_w.rows();
         if (m_seeded)
