@@ -6,7 +6,7 @@
 // confidence interval (attnx::estimate_error). Computes in float.
 //
 //   attnx_eval (--q q.npy --k k.npy --v v.npy | --synthetic N) [--heads H] [--head-layout bnhd|bhnd] [--causal]
-//              [--methods nystrom,linformer,longformer,bigbird] [--reps 3] [--exact-limit 4096]
+//              [--methods nystrom,linformer,longformer,bigbird,performer,linear] [--reps 3] [--exact-limit 4096]
 //              [--samples 256] [--seed 0] [--confidence 0.95] [--json FILE]
 //
 // Shapes: 2-d (n, d) is one head, or H heads side by side (n, H*d) with --heads H; 3-d
@@ -61,7 +61,7 @@ struct Config {
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
                  "%s\nusage: attnx_eval (--q Q.npy --k K.npy --v V.npy | --synthetic N) [--heads H] [--head-layout bnhd|bhnd] "
-                 "[--causal]\n       [--methods nystrom,linformer,longformer,bigbird] [--reps R] [--exact-limit N] "
+                 "[--causal]\n       [--methods nystrom,linformer,longformer,bigbird,performer,linear] [--reps R] [--exact-limit N] "
                  "[--samples S]\n       [--seed S] [--confidence C] [--json FILE]\n",
                  msg.c_str());
     std::exit(2);
@@ -246,7 +246,7 @@ bool wanted(const Config& c, const std::string& name) {
 }
 
 /// The grid of budgets for sequences of n tokens (self-attention, n_q = n_k = n).
-std::vector<Method> grid(const Config& cfg, Index n) {
+std::vector<Method> grid(const Config& cfg, Index n, Index d) {
     std::vector<Method> g;
     attnx::AttentionOptions common;
     common.causal = cfg.causal;
@@ -287,6 +287,15 @@ std::vector<Method> grid(const Config& cfg, Index n) {
             os << density << ")";
             g.back().params = os.str();
         }
+    if (wanted(cfg, "performer"))  // FAVOR+ features are drawn for the head dimension d
+        for (Index m : {64, 256, 1024}) {
+            attnx::RandomFeatureOptions fo;
+            fo.num_features = m;
+            g.push_back(make("performer", "m = " + std::to_string(m), static_cast<double>(m),
+                             attnx::Performer<float>{attnx::PositiveRandomFeatures<float>::draw(d, 1, fo), common}));
+        }
+    if (wanted(cfg, "linear"))  // elu + 1: a different model, one row for reference
+        g.push_back(make("linear", "elu + 1", static_cast<double>(d), attnx::Linear<>{attnx::EluPlusOne{}, common}));
     return g;
 }
 
@@ -375,7 +384,7 @@ int main(int argc, char** argv) {
                     static_cast<long long>(cfg.samples), static_cast<unsigned long long>(cfg.seed),
                     100 * cfg.confidence);
 
-    const std::vector<Method> methods = grid(cfg, n);
+    const std::vector<Method> methods = grid(cfg, n, hq.d);
     if (methods.empty()) fail("no method fits n = " + std::to_string(n) + (cfg.causal ? " with --causal" : ""));
     attnx::ExactOptions exact_opts;
     exact_opts.causal = cfg.causal;

@@ -65,6 +65,8 @@ const MethodSpec kMethods[] = {
     {"bigbird", "BigBird block-sparse self-attention: window + global + random blocks (Zaheer et al. 2020)"},
     {"longformer", "Longformer block-sparse self-attention: window + global tokens (Beltagy et al. 2020)"},
     {"block-sparse", "exact attention restricted to the blocks of a given layout (--layout, --block)"},
+    {"linear", "linear attention, phi(x) = elu(x) + 1 (Katharopoulos et al. 2020): O(n), causal too"},
+    {"performer", "Performer FAVOR+ positive random features (Choromanski et al. 2021): O(n), causal too"},
 };
 
 struct OptionSpec {
@@ -113,8 +115,14 @@ const OptionSpec kOptions[] = {
     {"--f", "FILE", "linformer", "value projection F, k x n (default: F = E)"},
     {"--rank", "K", "linformer", "instead of --e/--f: draw Gaussian E, F (entries N(0, 1/K)) with K rows from --seed"},
     {"--share-kv", nullptr, "linformer", "with --rank: one drawn matrix for keys and values (F = E)"},
-    // linformer and bigbird
-    {"--seed", "S", "linformer,bigbird", "seed of the drawn projections (linformer --rank) or random blocks (bigbird); default 0"},
+    // linear and performer
+    {"--features", "M", "performer", "number of random features m (default 256)"},
+    {"--iid", nullptr, "performer", "iid Gaussian feature rows instead of orthogonal blocks"},
+    {"--chunk", "T", "linear,performer", "tokens per chunk of the causal algorithm (default 64)"},
+    {"--eps", "E", "linear,performer", "added to the denominator (default 1e-6); finite, > 0"},
+    // linformer, bigbird and performer
+    {"--seed", "S", "linformer,bigbird,performer",
+     "seed of the drawn projections (linformer --rank), random blocks (bigbird) or features (performer); default 0"},
     // block-sparse family
     {"--block", "B", "bigbird,longformer,block-sparse", "tokens per block (default 64; required for block-sparse)"},
     {"--window", "W", "bigbird,longformer", "sliding window in blocks (default 3: blocks i-1, i, i+1)"},
@@ -217,12 +225,14 @@ void print_help() {
     section("exact", "exact");
     section("nystrom", "nystrom");
     section("linformer (--e [--f] or --rank)", "linformer");
-    section("linformer and bigbird", "linformer,bigbird");
+    section("linformer, bigbird and performer", "linformer,bigbird,performer");
     section("bigbird, longformer, block-sparse", "bigbird,longformer,block-sparse");
     section("bigbird and longformer", "bigbird,longformer");
     section("bigbird", "bigbird");
     section("longformer", "longformer");
     section("block-sparse", "block-sparse");
+    section("linear and performer", "linear,performer");
+    section("performer", "performer");
     std::printf(
         "\nAn option that does not apply to the chosen method is an error. Options also take the\n"
         "form --name=value.\n\n"
@@ -405,7 +415,7 @@ attnx::AttentionOptions common_options(const Cli& cli) {
 /// --report line says about the mechanism's data (tiles, projection, layout) goes to `rep`.
 template <typename Scalar, typename Visit>
 void with_mechanism(const Cli& cli, const std::string& method, const attnx::AttentionOptions& common, Index n_q,
-                    Index n_k, std::ostream& rep, Visit&& visit) {
+                    Index n_k, Index d, std::ostream& rep, Visit&& visit) {
     if (method == "exact" || method == "exact-materialized") {
         attnx::ExactOptions o(common);
         o.kernel = method == "exact" ? attnx::ExactKernel::Streaming : attnx::ExactKernel::Materialized;
@@ -463,6 +473,22 @@ void with_mechanism(const Cli& cli, const std::string& method, const attnx::Atte
         }
         rep << ", k=" << proj->rank() << " n_max=" << proj->max_length();
         visit(attnx::Linformer<Scalar>(std::move(*proj), common));
+    } else if (method == "linear" || method == "performer") {
+        attnx::LinearAttentionOptions o(common);
+        o.chunk = parse_index(cli, "--chunk", o.chunk);
+        o.eps = parse_double(cli, "--eps", o.eps);
+        if (method == "linear") {
+            rep << "feature map: elu(x) + 1, C = d = " << d << ", chunk=" << o.chunk;
+            visit(attnx::Linear<>{attnx::EluPlusOne{}, o});
+        } else {
+            attnx::RandomFeatureOptions fo;
+            fo.num_features = parse_index(cli, "--features", fo.num_features);
+            fo.orthogonal = !cli.has("--iid");
+            attnx::PositiveRandomFeatures<Scalar> f =
+                attnx::PositiveRandomFeatures<Scalar>::draw(d, parse_u64(cli, "--seed", 0), fo);
+            rep << "features: " << f.name() << ", chunk=" << o.chunk;
+            visit(attnx::Performer<Scalar>{std::move(f), o});
+        }
     } else {  // the block-sparse family: a layout built once, outside the timed call
         attnx::BlockLayout layout;
         const Index block = parse_index(cli, "--block", 64);
@@ -524,7 +550,7 @@ double compute(const Cli& cli, const std::string& method, const attnx::Matrix<Sc
     const attnx::AttentionOptions common = common_options(cli);
     std::ostringstream rep;
     double seconds = 0;
-    with_mechanism<Scalar>(cli, method, common, q.rows(), k.rows(), rep, [&](const auto& mech) {
+    with_mechanism<Scalar>(cli, method, common, q.rows(), k.rows(), q.cols(), rep, [&](const auto& mech) {
         const Clock::time_point t0 = Clock::now();
         call(mech, q, k, v, out, rep);
         seconds = std::chrono::duration<double>(Clock::now() - t0).count();

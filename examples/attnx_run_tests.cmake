@@ -80,6 +80,14 @@ attnx_run_test(causal_changes_output CODE 1 REGEX "compare: FAIL"
   ARGS --method exact --causal --dtype float64 ${_tiny_qkv} --compare "${_tiny}/exact_f64.npy" --max-rel-err 1e-3)
 attnx_run_test(linformer_rank CODE 0 REGEX "projection: Gaussian N\\(0, 1/k\\), seed 7, F = E, k=16 n_max=64"
   ARGS --method linformer --rank 16 --seed 7 --share-kv --report ${_tiny_qkv} --out "${_work}/linformer_rank.npy")
+# Feature-map attention: the drawn FAVOR+ features and the chunk are reported; elu + 1 has no scale.
+attnx_run_test(performer_causal CODE 0 REGEX "features: FAVOR\\+ m = 64, iid, seed 3, chunk=16"
+  ARGS --method performer --features 64 --seed 3 --iid --causal --chunk 16 --report ${_tiny_qkv}
+       --out "${_work}/performer_causal.npy")
+attnx_run_test(linear_f64 CODE 0 REGEX "linear, float64.*feature map: elu\\(x\\) \\+ 1, C = d = 32"
+  ARGS --method linear --causal --dtype float64 --report ${_tiny_qkv} --out "${_work}/linear_f64.npy")
+attnx_run_test(linear_scale CODE 2 REGEX "scale is set \\(0.5\\) but the feature map elu\\(x\\) \\+ 1 does not use one"
+  ARGS --method linear --scale 0.5 ${_tiny_qkv} --out "${_work}/linear_scale.npy")
 # A failing comparison exits with status 1 (exact attention is far from the Nyström reference).
 attnx_run_test(compare_fails CODE 1 REGEX "compare: FAIL"
   ARGS --method exact ${_tiny_qkv} --compare "${_tiny}/nystrom_f64.npy" --max-rel-err 1e-3)
@@ -142,7 +150,7 @@ attnx_run_test(error_option_of_other_method CODE 2
 attnx_run_test(error_bad_number CODE 2 REGEX "--landmarks needs an integer, got '8x'"
   ARGS --method nystrom --landmarks 8x ${_tiny_qkv} --out "${_work}/x.npy")
 attnx_run_test(help CODE 0
-  REGEX "--method NAME.*--key-padding FILE.*--query-tile N.*--landmarks M.*--pinv-iterations N.*--query-padding FILE.*--e FILE, --k-proj.*--rank K.*--seed S.*--block B.*--random R.*--global-tokens T.*--layout FILE"
+  REGEX "--method NAME.*--key-padding FILE.*--query-tile N.*--landmarks M.*--pinv-iterations N.*--query-padding FILE.*--e FILE, --k-proj.*--rank K.*--seed S.*--block B.*--random R.*--global-tokens T.*--layout FILE.*--chunk T.*--features M"
   ARGS --help)
 
 # --- the README's attnx_run commands, as written ---------------------------------------------

@@ -87,6 +87,15 @@ std::vector<Method> all_methods(const Config& cfg) {
         m.push_back(row(name, attnx::Linformer<float>(attnx::LinformerProjection<float>::gaussian(rank, cfg.n, /*seed=*/1)),
                         "k = " + std::to_string(rank) + ", Gaussian E, F"));
     }
+    for (Index features : {64, 256, 1024}) {
+        // FAVOR+ features are a model parameter too: drawn once here (fixed seed), not in the timing.
+        attnx::RandomFeatureOptions fo;
+        fo.num_features = features;
+        m.push_back(row("performer-" + std::to_string(features),
+                        attnx::Performer<float>{attnx::PositiveRandomFeatures<float>::draw(cfg.d, /*seed=*/1, fo), {}},
+                        "m = " + std::to_string(features) + ", orthogonal FAVOR+"));
+    }
+    m.push_back(row("linear-elu", attnx::Linear<>{}, "elu(x) + 1, C = d"));
     m.push_back(row("bigbird", attnx::BigBird{}, "b 64, w 3, g 2, r 3 (blocks)"));
     // The layout depends on n only: built once here, like a model's fixed pattern.
     m.push_back(row("longformer", attnx::BlockSparse{attnx::BlockLayout::longformer(cfg.n, 64, 3, 64), {}},

@@ -8,6 +8,8 @@
 #include "attnx/core.hpp"
 #include "attnx/estimate.hpp"
 #include "attnx/exact.hpp"
+#include "attnx/feature_maps.hpp"
+#include "attnx/linear_attention.hpp"
 #include "attnx/linformer.hpp"
 #include "attnx/mechanisms.hpp"
 #include "attnx/metrics.hpp"

@@ -35,6 +35,8 @@
 #include "attnx/block_layout.hpp"
 #include "attnx/core.hpp"
 #include "attnx/exact.hpp"
+#include "attnx/feature_maps.hpp"
+#include "attnx/linear_attention.hpp"
 #include "attnx/linformer.hpp"
 #include "attnx/nystrom.hpp"
 
@@ -192,6 +194,54 @@ struct BigBird {
     }
 };
 
+/// Feature-map attention (linear_attention) with a feature map: linear attention with the
+/// default EluPlusOne, or any type with the feature-map interface (feature_maps.hpp).
+template <typename Map = EluPlusOne>
+struct Linear {
+    Map map;
+    LinearAttentionOptions options;
+
+    std::string name() const { return "linear"; }
+    std::string parameters() const {
+        return detail::join_parameters(detail::feature_map_name(map), options.causal ? ", chunk " : "",
+                                       options.causal ? std::to_string(options.chunk) : std::string());
+    }
+    template <typename DQ, typename DK, typename DV>
+    void operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                    Eigen::Ref<Matrix<typename DQ::Scalar>> out) const {
+        linear_attention(q, k, v, map, out, options);
+    }
+    template <typename DQ, typename DK, typename DV>
+    Matrix<typename DQ::Scalar> operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                           const Eigen::MatrixBase<DV>& v) const {
+        return linear_attention(q, k, v, map, options);
+    }
+};
+
+/// Performer FAVOR+ attention (performer_attention) with PositiveRandomFeatures drawn by the
+/// caller. A default-constructed value holds empty features: calling it throws.
+template <typename Scalar>
+struct Performer {
+    PositiveRandomFeatures<Scalar> features;
+    LinearAttentionOptions options;
+
+    std::string name() const { return "performer"; }
+    std::string parameters() const {
+        return detail::join_parameters(features.name(), options.causal ? ", chunk " : "",
+                                       options.causal ? std::to_string(options.chunk) : std::string());
+    }
+    template <typename DQ, typename DK, typename DV>
+    void operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                    Eigen::Ref<Matrix<typename DQ::Scalar>> out) const {
+        performer_attention(q, k, v, features, out, options);
+    }
+    template <typename DQ, typename DK, typename DV>
+    Matrix<typename DQ::Scalar> operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                           const Eigen::MatrixBase<DV>& v) const {
+        return performer_attention(q, k, v, features, options);
+    }
+};
+
 /// True for a type with the mechanism interface above: `options` deriving from
 /// AttentionOptions, `name()`, `parameters()` and the out-buffer call on float matrices.
 template <typename M, typename = void>
@@ -208,7 +258,7 @@ struct is_mechanism<
 };
 
 static_assert(is_mechanism<Exact>::value && is_mechanism<Nystrom>::value && is_mechanism<BlockSparse>::value &&
-                  is_mechanism<BigBird>::value,
+                  is_mechanism<BigBird>::value && is_mechanism<Linear<>>::value && is_mechanism<Performer<float>>::value,
               "attnx: every built-in mechanism has the mechanism interface");
 
 }  // namespace attnx

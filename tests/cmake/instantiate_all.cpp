@@ -55,6 +55,20 @@ Scalar instantiate() {
     acc += attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::dense(64, 16)).sum();
     acc += attnx::block_sparse_attention(q, k, v, attnx::BlockLayout::from_block_mask(bl.to_block_mask(), 16)).sum();
     acc += static_cast<Scalar>(bl.density() + static_cast<double>(bl.to_dense_mask().count()));
+    attnx::LinearAttentionOptions fo;
+    fo.causal = true;
+    fo.key_padding_mask.assign(64, false);
+    acc += attnx::linear_attention(q, k, v, attnx::EluPlusOne{}, fo).sum();
+    auto prf = attnx::PositiveRandomFeatures<Scalar>::draw(16, 1);
+    prf.redraw();
+    attnx::Matrix<Scalar> fout(64, 8);
+    attnx::performer_attention(q, k, v, prf, fout, fo);
+    acc += fout.sum() + attnx::performer_attention(q, k, v, attnx::PositiveRandomFeatures<Scalar>::from_matrix(prf.matrix())).sum();
+    attnx::linear_attention(q, k, v, prf, fout);
+    acc += fout.sum();
+    attnx::LinearAttentionState<Scalar, attnx::PositiveRandomFeatures<Scalar>> st(prf, 16, 8);
+    st.prefill(k, v);
+    acc += st.prefill(q, k, v).sum() + st.step(q.row(0), k.row(0), v.row(0)).sum() + st.query(q).sum();
     attnx::Matrix<Scalar> mout(64, 8);
     testing_support::for_each_case<Scalar>([&](auto c) {  // every mechanism value, both call forms
         using Case = typename decltype(c)::Case;

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -183,6 +184,90 @@ struct BigBirdCase {
     }
 };
 
+/// Linear attention, φ = elu + 1 (chunk 8, so that n = 37 has several causal chunks). It has no
+/// softmax exact limit (softmax_limit = false): its own oracles are in test_feature_maps.cpp.
+/// A sum over the set of keys, each query row on its own.
+struct LinearCase {
+    static constexpr const char* name = "linear";
+    static constexpr bool causal = true;
+    static constexpr bool softmax_limit = false;  ///< no setting of it equals softmax attention
+    static constexpr bool keys_permutation_invariant = true;
+    static constexpr bool queries_permutation_equivariant = true;
+    static constexpr bool thread_count_bit_identical = true;  ///< documented in linear_attention.hpp
+
+    template <typename Scalar>
+    static attnx::Linear<> make(Index /*n*/) {
+        attnx::Linear<> m;
+        m.options.chunk = 8;
+        return m;
+    }
+    template <typename Scalar>
+    static attnx::Linear<> exact_limit(Index n) {
+        return make<Scalar>(n);
+    }
+    template <typename Scalar>
+    static double limit_tolerance() {
+        return 0;
+    }
+};
+
+/// attnx::Performer with 32 orthogonal FAVOR+ features, drawn (seed 7) for the head dimension of
+/// each call: W is m x d, and the tests call a case with several d. An estimate of softmax
+/// attention with no exact limit (softmax_limit = false; its oracles and statistics are in
+/// test_feature_maps.cpp). Permuting the keys permutes the terms of S, z and the running max.
+template <typename Scalar>
+struct PerformerForAnyD {
+    attnx::LinearAttentionOptions options;
+
+    attnx::Performer<Scalar> at(Index d) const {
+        attnx::RandomFeatureOptions o;
+        o.num_features = 32;
+        return attnx::Performer<Scalar>{attnx::PositiveRandomFeatures<Scalar>::draw(d, 7, o), options};
+    }
+    std::string name() const { return "performer"; }
+    std::string parameters() const { return "m = 32, drawn per d"; }
+    template <typename DQ, typename DK, typename DV>
+    void operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                    Eigen::Ref<attnx::Matrix<Scalar>> out) const {
+        at(q.cols())(q, k, v, out);
+    }
+    template <typename DQ, typename DK, typename DV>
+    attnx::Matrix<Scalar> operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                     const Eigen::MatrixBase<DV>& v) const {
+        return at(q.cols())(q, k, v);
+    }
+};
+
+struct PerformerCase {
+    static constexpr const char* name = "performer";
+    static constexpr bool causal = true;
+    static constexpr bool softmax_limit = false;
+    static constexpr bool keys_permutation_invariant = true;
+    static constexpr bool queries_permutation_equivariant = true;
+    static constexpr bool thread_count_bit_identical = true;
+
+    template <typename Scalar>
+    static PerformerForAnyD<Scalar> make(Index /*n*/) {
+        PerformerForAnyD<Scalar> m;
+        m.options.chunk = 8;
+        return m;
+    }
+    template <typename Scalar>
+    static PerformerForAnyD<Scalar> exact_limit(Index n) {
+        return make<Scalar>(n);
+    }
+    template <typename Scalar>
+    static double limit_tolerance() {
+        return 0;
+    }
+};
+
+/// Whether Case has an exact limit equal to softmax attention (true unless it says otherwise).
+template <typename Case, typename = void>
+struct has_softmax_limit : std::true_type {};
+template <typename Case>
+struct has_softmax_limit<Case, std::void_t<decltype(Case::softmax_limit)>> : std::bool_constant<Case::softmax_limit> {};
+
 /// A case and a scalar type: the parameter of the typed tests.
 template <typename Case_, typename Scalar_>
 struct CaseOf {
@@ -192,7 +277,8 @@ struct CaseOf {
 
 /// THE list: every mechanism case, in one place. Typed test suites expand it with
 /// gtest_cases_t (test files), plain code with for_each_case.
-using MechanismCases = std::tuple<ExactCase, NystromCase, LinformerCase, BlockSparseCase, BigBirdCase>;
+using MechanismCases =
+    std::tuple<ExactCase, NystromCase, LinformerCase, BlockSparseCase, BigBirdCase, LinearCase, PerformerCase>;
 
 /// Calls f(CaseOf<C, Scalar>{}) for every case C of MechanismCases, in order.
 template <typename Scalar, typename F>

@@ -1,0 +1,934 @@
+// SPDX-License-Identifier: MIT
+/// \file linear_attention.hpp
+/// Feature-map attention: linear attention (Katharopoulos, Vyas, Pappas & Fleuret, "Transformers
+/// are RNNs: Fast Autoregressive Transformers with Linear Attention", ICML 2020, arXiv:2006.16236)
+/// and Performer's FAVOR+ (Choromanski et al., "Rethinking Attention with Performers", ICLR 2021,
+/// arXiv:2009.14794), one engine for any feature map φ (feature_maps.hpp).
+///
+/// exp(s·qᵀk) is replaced by φ(q)ᵀφ(k) (paper 1, eq. 4) and the product is reordered (eqs. 5–6):
+///     out_i = φ(q_i)ᵀ S / (φ(q_i)ᵀ z + eps),   S = Σ_j φ(k_j) v_jᵀ  (C × d_v),  z = Σ_j φ(k_j)  (C),
+/// over the visible keys j: all unpadded keys, or with `causal` those with j <= i (eqs. 9–12);
+/// decoding token by token is the RNN of eqs. 16–20: S_i = S_{i−1} + φ(k_i) v_iᵀ, z_i = z_{i−1} + φ(k_i).
+/// φ = EluPlusOne (paper 1, eq. 7) gives linear attention; φ = PositiveRandomFeatures (paper 2,
+/// eq. 7, Lemma 1) gives FAVOR+, an unbiased estimate of softmax attention whose error is
+/// governed by Lemma 2 (eq. 8) and Theorem 2 (eq. 10), see the README.
+///
+/// Stabilisation (what the numbers are exactly). A map returns query rows up to a positive factor
+/// and key rows as phi_j·exp(c_j) (feature_maps.hpp). Query i's keys are weighted relative to
+/// R_i = max of c_j over the keys it sees (for causal attention a running maximum, the online-
+/// softmax trick: S and z are rescaled when it grows), so
+///     num_i = Σ_j (φ̂_iᵀ phi_j) · exp(c_j − R_i) · v_j,   den_i = Σ_j (φ̂_iᵀ phi_j) · exp(c_j − R_i),
+///     out_i = num_i / (den_i + eps),
+/// with φ̂_i the query row as the map returns it. Nothing overflows, and a causal output depends
+/// on no future key, not even through the stabilisation. For elu + 1, c_j = 0 and this is the
+/// plain formula. A query row that sees no key gets a zero row.
+///
+/// Non-causal: keys in blocks of 256; the blocks are grouped into at most 16 parts (bounds
+/// depend on n_k only) that run in parallel, each accumulating [S | z] with one GEMM per block
+/// (φ(K_b)ᵀ [V_b | 1]); the parts are merged in a fixed order; then the query tiles run in
+/// parallel (one GEMM φ(Q_t) [S | z] each).
+/// Causal, chunked (`chunk` = T tokens, default 64): for chunk c,
+///     out_c = φ(Q_c) S_{<c} + tril(φ(Q_c) φ(K_c)ᵀ) V_c  (and the same for the denominator),
+///     S_{≤c} = S_{<c} + φ(K_c)ᵀ V_c,
+/// all GEMMs. The chunks are grouped into P parts (P depends on n_k only: min(16, chunks/8), at
+/// least 1); pass 1 sums each part's φ(K)ᵀ[V | 1] in parallel, a prefix over the P part states
+/// gives each part its starting state, and pass 2 walks the parts in parallel, chunk by chunk.
+/// Chunk and part bounds depend on n_k (and `chunk`) only and partial states are combined in a
+/// fixed order: results are bit-identical for any thread count. The price is that pass 2
+/// recomputes the key features and states of parts 0..P−2 (about 35% more arithmetic at
+/// C = 256, d = 64), also on one thread.
+///
+/// Cost: O((n_q + n_k)·C·(d + d_v)) time — C·d per token for the features (FAVOR+: m·d; elu + 1:
+/// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
+/// O(parts·C·d_v + threads·T·(C + d_v)), no n × n or n × C matrix.
+///
+/// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
+/// j <= i + n_k − n_q (the queries are the last n_q positions; with n_q > n_k the first
+/// n_q − n_k query rows see no key and are zero). Cross-attention (n_q != n_k) is otherwise
+/// ordinary non-causal attention.
+///
+/// Key padding mask: padded keys are removed before the sums (their rows of φ(K) and [V | 1] are
+/// set to zero, and they take no part in the running maximum), so any finite value they hold
+/// changes nothing (tested with 1e6).
+///
+/// Checks (with check_finite on): Q, K, V are scanned for NaN/Inf; there is no logit to bound,
+/// but a feature map whose output is not finite for some row (e.g. FAVOR+ in float on a key of
+/// norm near 1e19, whose ‖x‖² overflows) throws attnx::invalid_argument naming the row, and an
+/// output that overflowed (sums of huge V rows) throws after the work.
+///
+/// Decode: LinearAttentionState (per sequence and head) holds [S | z], the running maximum R and
+/// the feature map: prefill(K, V), step(q, k, v) -> one output row in O(C·(d + d_v)) whatever the
+/// number of tokens already seen, and query(q) for cross-attention against a frozen memory.
+#ifndef ATTNX_LINEAR_ATTENTION_HPP
+#define ATTNX_LINEAR_ATTENTION_HPP
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "attnx/core.hpp"
+#include "attnx/detail/checks.hpp"
+#include "attnx/detail/parallel.hpp"
+#include "attnx/feature_maps.hpp"
+
+namespace attnx {
+
+/// Options of linear_attention / performer_attention and LinearAttentionState: the common
+/// options (scale: FAVOR+'s s, x = √s·q, default 1/√d; must stay unset for EluPlusOne) plus
+/// the denominator's eps and the causal chunk size.
+struct LinearAttentionOptions : AttentionOptions {
+    /// Added to the denominator: out_i = num_i / (den_i + eps) (finite and > 0; in float, values
+    /// below 1.2e-38 act as 1.2e-38). It keeps rows with no visible key at zero.
+    double eps = 1e-6;
+    /// T, tokens per chunk of the causal algorithm (>= 1). Changes results only by rounding.
+    Index chunk = 64;
+
+    LinearAttentionOptions() = default;
+    /// Implicit from the common options (attnx's options rule, core.hpp).
+    LinearAttentionOptions(const AttentionOptions& common) : AttentionOptions(common) {}  // NOLINT(google-explicit-constructor)
+};
+
+namespace detail {
+
+template <typename Scalar>
+constexpr Scalar minus_infinity() {
+    return -std::numeric_limits<Scalar>::infinity();
+}
+
+/// exp(from − to) for from <= to; 0 for from = −inf (then there is nothing to rescale).
+template <typename Scalar>
+Scalar rescale_factor(Scalar from, Scalar to) {
+    if (from == minus_infinity<Scalar>()) return Scalar(0);
+    return std::exp(from - to);
+}
+
+/// Running sums of feature-map attention, relative to a log offset r:
+/// s = [Σ_j φ(k_j) v_jᵀ | Σ_j φ(k_j)] · exp(−r)  (C × (d_v + 1)). r = −inf: nothing absorbed.
+template <typename Scalar>
+struct FeatureState {
+    Matrix<Scalar> s;
+    Scalar r = minus_infinity<Scalar>();
+
+    void reset(Index c, Index dv) {
+        s.setZero(c, dv + 1);
+        r = minus_infinity<Scalar>();
+    }
+};
+
+/// acc += part, with their offsets reconciled (the larger one wins).
+template <typename Scalar>
+void merge_state(FeatureState<Scalar>& acc, const FeatureState<Scalar>& part) {
+    if (part.r == minus_infinity<Scalar>()) return;
+    if (acc.r == minus_infinity<Scalar>()) {
+        acc.s = part.s;
+        acc.r = part.r;
+        return;
+    }
+    if (part.r > acc.r) {
+        acc.s *= std::exp(acc.r - part.r);
+        acc.r = part.r;
+        acc.s += part.s;
+    } else {
+        acc.s += std::exp(part.r - acc.r) * part.s;
+    }
+}
+
+/// Per-thread buffers for a block of `rows` keys and `rows` queries.
+template <typename Scalar>
+struct LinearWorkspace {
+    Matrix<Scalar> kbuf;  ///< rows x d: a key block with its padded rows zeroed (only with a mask)
+    Matrix<Scalar> psi;   ///< rows x C: key features
+    Matrix<Scalar> vaug;  ///< rows x (d_v + 1): [V | 1], padded rows zero
+    Vector<Scalar> c;     ///< rows: key log scales (−inf for padded keys)
+    Vector<Scalar> w;     ///< rows: weights exp(c_j − r)
+    Matrix<Scalar> phiq;  ///< rows x C: query features
+    Matrix<Scalar> y;     ///< rows x (d_v + 1): [num | den]
+    Matrix<Scalar> a;     ///< rows x rows: the causal chunk's φ(Q_c) φ(K_c)ᵀ (causal only)
+    Vector<Scalar> rq;    ///< rows: R_i of the chunk's query rows (causal only)
+    Vector<Scalar> f;     ///< rows: exp(r − R_i) (causal only)
+
+    LinearWorkspace() = default;
+    LinearWorkspace(Index rows, Index d, Index c_dim, Index dv, bool masked, bool causal) {
+        resize(rows, d, c_dim, dv, masked, causal);
+    }
+    void resize(Index rows, Index d, Index c_dim, Index dv, bool masked, bool causal) {
+        if (masked) kbuf.resize(rows, d);
+        psi.resize(rows, c_dim);
+        vaug.resize(rows, dv + 1);
+        c.resize(rows);
+        w.resize(rows);
+        phiq.resize(rows, c_dim);
+        y.resize(rows, dv + 1);
+        if (causal) {
+            a.resize(rows, rows);
+            rq.resize(rows);
+            f.resize(rows);
+        }
+    }
+};
+
+/// Everything a kernel call reads: the map, the inputs and the resolved options.
+template <typename Scalar, typename Map>
+struct LinearProblem {
+    const Map& map;
+    const Eigen::Ref<const Matrix<Scalar>>* q;  ///< nullptr: keys only (LinearAttentionState::prefill(K, V))
+    const Eigen::Ref<const Matrix<Scalar>>& k;
+    const Eigen::Ref<const Matrix<Scalar>>& v;
+    const std::vector<bool>& padding;  ///< empty or n_k flags
+    double scale;
+    Scalar eps;
+    Index c_dim;
+    bool check;  ///< scan the features for NaN/Inf
+};
+
+/// First rows whose features were not finite (−1: none).
+struct FeatureFailure {
+    Index key_row = -1;
+    Index query_row = -1;
+};
+
+inline void note_failure(Index& slot, Index row) {
+    if (row >= 0 && (slot < 0 || row < slot)) slot = row;
+}
+
+template <typename Block>
+bool block_finite(const Block& b) {
+    using Scalar = typename Block::Scalar;
+    return (b.array() * Scalar(0)).sum() == Scalar(0);
+}
+
+/// Key rows [j0, j0 + len): features into ws.psi, log scales into ws.c, [V | 1] into ws.vaug;
+/// padded keys get zero rows and c = −inf. Returns the first key row with non-finite features
+/// (with pb.check), else −1.
+template <typename Scalar, typename Map>
+Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, LinearWorkspace<Scalar>& ws) {
+    const Index dv = pb.v.cols();
+    Index n_pad = 0;
+    if (!pb.padding.empty())
+        for (Index j = j0; j < j0 + len; ++j) n_pad += pb.padding[static_cast<std::size_t>(j)] ? 1 : 0;
+    Eigen::Ref<Matrix<Scalar>> psi(ws.psi.topRows(len));
+    Eigen::Ref<Vector<Scalar>> c(ws.c.head(len));
+    auto vaug = ws.vaug.topRows(len);
+    if (n_pad == len) {
+        psi.setZero();
+        c.setConstant(minus_infinity<Scalar>());
+        vaug.setZero();
+        return -1;
+    }
+    if (n_pad == 0) {
+        const Eigen::Ref<const Matrix<Scalar>> kb(pb.k.middleRows(j0, len));
+        pb.map.keys(kb, pb.scale, psi, c);
+    } else {
+        // Padded rows are set to zero before the map, so no value they hold reaches it.
+        auto kb = ws.kbuf.topRows(len);
+        kb = pb.k.middleRows(j0, len);
+        for (Index t = 0; t < len; ++t)
+            if (pb.padding[static_cast<std::size_t>(j0 + t)]) kb.row(t).setZero();
+        const Eigen::Ref<const Matrix<Scalar>> kr(kb);
+        pb.map.keys(kr, pb.scale, psi, c);
+    }
+    Index bad = -1;
+    if (pb.check && !(block_finite(psi) && block_finite(c))) {
+        for (Index t = 0; t < len && bad < 0; ++t)
+            if (!(block_finite(psi.row(t)) && std::isfinite(static_cast<double>(c(t))))) bad = j0 + t;
+    }
+    vaug.leftCols(dv) = pb.v.middleRows(j0, len);
+    vaug.col(dv).setOnes();
+    if (n_pad > 0)
+        for (Index t = 0; t < len; ++t)
+            if (pb.padding[static_cast<std::size_t>(j0 + t)]) {
+                psi.row(t).setZero();
+                vaug.row(t).setZero();
+                c(t) = minus_infinity<Scalar>();
+            }
+    return bad;
+}
+
+/// True if every key of the block with c_j > −inf has c_j == value.
+template <typename Scalar>
+bool uniform_log_scale(const Vector<Scalar>& c, Index len, Scalar value) {
+    for (Index t = 0; t < len; ++t)
+        if (c(t) != minus_infinity<Scalar>() && c(t) != value) return false;
+    return true;
+}
+
+/// st += the prepared block (ws.psi, ws.c, ws.vaug; len rows): raises st.r to the block's
+/// largest log scale if needed (rescaling st.s), then st.s += psiᵀ · diag(exp(c − r)) · [V | 1].
+/// Scales ws.vaug in place.
+template <typename Scalar>
+void absorb_block(FeatureState<Scalar>& st, LinearWorkspace<Scalar>& ws, Index len) {
+    const Scalar top = ws.c.head(len).maxCoeff();
+    if (top == minus_infinity<Scalar>()) return;  // every key of the block is padding
+    if (top > st.r) {
+        if (st.r != minus_infinity<Scalar>()) st.s *= std::exp(st.r - top);
+        st.r = top;
+    }
+    auto vaug = ws.vaug.topRows(len);
+    if (!uniform_log_scale(ws.c, len, st.r)) {
+        for (Index t = 0; t < len; ++t) ws.w(t) = rescale_factor(ws.c(t), st.r);
+        vaug.array().colwise() *= ws.w.head(len).array();
+    }
+    st.s.noalias() += ws.psi.topRows(len).transpose() * vaug;
+}
+
+/// out rows = num / (den + eps) from y = [num | den].
+template <typename Scalar, typename Y, typename Out>
+void normalise_rows(const Y& y, Scalar eps, Out&& out) {
+    const Index dv = y.cols() - 1;
+    out.array() = y.leftCols(dv).array().colwise() / (y.col(dv).array() + eps);
+}
+
+/// Non-causal outputs of query rows [i0, i0 + nq) against the state st.
+template <typename Scalar, typename Map>
+Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, Index i0, Index nq,
+                  LinearWorkspace<Scalar>& ws, Eigen::Ref<Matrix<Scalar>>& out) {
+    Eigen::Ref<Matrix<Scalar>> phiq(ws.phiq.topRows(nq));
+    const Eigen::Ref<const Matrix<Scalar>> qb(pb.q->middleRows(i0, nq));
+    pb.map.queries(qb, pb.scale, phiq);
+    Index bad = -1;
+    if (pb.check && !block_finite(phiq))
+        for (Index t = 0; t < nq && bad < 0; ++t)
+            if (!block_finite(phiq.row(t))) bad = i0 + t;
+    auto y = ws.y.topRows(nq);
+    y.noalias() = phiq * st.s;
+    normalise_rows(y, pb.eps, out.middleRows(i0, nq));
+    return bad;
+}
+
+/// Causal outputs of the query rows [i0, i0 + nq) whose positions i + off fall into the prepared
+/// key chunk [j0, j0 + len), given the state st of every key before j0 (see the file comment).
+template <typename Scalar, typename Map>
+Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, Index j0, Index len,
+                   Index i0, Index nq, Index off, LinearWorkspace<Scalar>& ws, Eigen::Ref<Matrix<Scalar>>& out) {
+    Eigen::Ref<Matrix<Scalar>> phiq(ws.phiq.topRows(nq));
+    const Eigen::Ref<const Matrix<Scalar>> qb(pb.q->middleRows(i0, nq));
+    pb.map.queries(qb, pb.scale, phiq);
+    Index bad = -1;
+    if (pb.check && !block_finite(phiq))
+        for (Index t = 0; t < nq && bad < 0; ++t)
+            if (!block_finite(phiq.row(t))) bad = i0 + t;
+
+    // Row t of the chunk's queries sits at key position first + t (first >= 0 within the chunk).
+    const Index first = i0 + off - j0;
+    const Scalar c0 = ws.c.head(len).maxCoeff();
+    const bool uniform = uniform_log_scale(ws.c, len, c0) &&
+                         (st.r == minus_infinity<Scalar>() || st.r == c0 || c0 == minus_infinity<Scalar>());
+    auto y = ws.y.topRows(nq);
+    if (st.r == minus_infinity<Scalar>())
+        y.setZero();
+    else
+        y.noalias() = phiq * st.s;
+    auto a = ws.a.topLeftCorner(nq, len);
+    a.noalias() = phiq * ws.psi.topRows(len).transpose();
+    if (!uniform) {
+        // R_i = max(st.r, c_j0 .. c_{position of i}); y rows rescaled by exp(st.r − R_i).
+        Scalar run = st.r;
+        Index t = 0;
+        for (Index i = 0; i < nq; ++i) {
+            for (; t <= first + i; ++t) run = std::max(run, ws.c(t));
+            ws.rq(i) = run;
+            ws.f(i) = rescale_factor(st.r, run);
+        }
+        y.array().colwise() *= ws.f.head(nq).array();
+    }
+    for (Index t = 0; t < len; ++t) {
+        // Rows i with first + i < t cannot see key t (it is in their future).
+        const Index hidden = std::min(nq, std::max<Index>(0, t - first));
+        a.col(t).head(hidden).setZero();
+        if (!uniform && hidden < nq) {
+            if (ws.c(t) == minus_infinity<Scalar>())
+                a.col(t).tail(nq - hidden).setZero();
+            else
+                a.col(t).tail(nq - hidden).array() *=
+                    (ws.c(t) - ws.rq.segment(hidden, nq - hidden).array()).exp();
+        }
+    }
+    y.noalias() += a * ws.vaug.topRows(len);
+    normalise_rows(y, pb.eps, out.middleRows(i0, nq));
+    return bad;
+}
+
+/// One workspace per thread of a team_size() team, allocated before the region (parallel.hpp rule 6).
+template <typename Scalar>
+std::vector<LinearWorkspace<Scalar>> make_workspaces(Index rows, Index d, Index c_dim, Index dv, bool masked,
+                                                     bool causal) {
+    std::vector<LinearWorkspace<Scalar>> ws;
+    const int team = team_size();
+    ws.reserve(static_cast<std::size_t>(team));
+    for (int t = 0; t < team; ++t) ws.emplace_back(rows, d, c_dim, dv, masked, causal);
+    return ws;
+}
+
+/// Keys per block of the non-causal path (features are formed a block at a time).
+constexpr Index linear_key_block = 256;
+/// Queries per tile of the non-causal path.
+constexpr Index linear_query_tile = 256;
+/// At most this many key parts (partial states merged in a fixed order).
+constexpr Index linear_max_parts = 16;
+
+/// Parts of a sequence of `units` blocks or chunks: at most 16, at least `min_units` units each
+/// (but at least one part). Depends on the sizes only.
+struct PartSplit {
+    Index per_part = 1, parts = 1;
+};
+inline PartSplit split_parts(Index units, Index min_units) {
+    PartSplit s;
+    const Index want = std::clamp<Index>(units / std::max<Index>(1, min_units), 1, linear_max_parts);
+    s.per_part = ceil_div(units, want);
+    s.parts = ceil_div(units, s.per_part);
+    return s;
+}
+
+/// Non-causal: [S | z] over all keys (parts in parallel, merged in order), then the query tiles.
+/// If q is null, only `total` is computed.
+template <typename Scalar, typename Map>
+void linear_noncausal(const LinearProblem<Scalar, Map>& pb, FeatureState<Scalar>& total,
+                      Eigen::Ref<Matrix<Scalar>>* out, FeatureFailure& failure) {
+    const Index n_k = pb.k.rows(), d = pb.k.cols(), dv = pb.v.cols();
+    const Index n_q = pb.q != nullptr ? pb.q->rows() : 0;
+    const Index block = std::min(linear_key_block, n_k);
+    const Index blocks = ceil_div(n_k, block);
+    const PartSplit split = split_parts(blocks, 1);
+    std::vector<FeatureState<Scalar>> parts(static_cast<std::size_t>(split.parts));
+    for (auto& p : parts) p.reset(pb.c_dim, dv);
+    std::vector<Index> bad_key(static_cast<std::size_t>(split.parts), -1);
+    const Index tile = std::max<Index>(1, std::min(linear_query_tile, n_q));
+    const Index tiles = ceil_div(n_q, tile);
+    std::vector<Index> bad_query(static_cast<std::size_t>(tiles), -1);
+    std::vector<LinearWorkspace<Scalar>> workspaces =
+        make_workspaces<Scalar>(std::max(block, tile), d, pb.c_dim, dv, !pb.padding.empty(), false);
+    RegionErrors errors;  // e.g. bad_alloc in a product, or a user map that throws
+    // Always a parallel region: inside a team Eigen's products run single-threaded, with the
+    // same blocking (hence the same rounding) for any thread count.
+ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
+    {
+        LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
+ATTNX_OMP(for schedule(dynamic, 1))
+        for (Index p = 0; p < split.parts; ++p) {
+            errors.run([&] {
+                const Index b_end = std::min(blocks, (p + 1) * split.per_part);
+                for (Index b = p * split.per_part; b < b_end; ++b) {
+                    const Index j0 = b * block, len = std::min(block, n_k - j0);
+                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
+                    absorb_block(parts[static_cast<std::size_t>(p)], ws, len);
+                }
+            });
+        }
+ATTNX_OMP(single)
+        errors.run([&] {
+            total = parts[0];
+            for (std::size_t p = 1; p < parts.size(); ++p) merge_state(total, parts[p]);
+        });
+        if (out != nullptr) {
+ATTNX_OMP(for schedule(dynamic, 1))
+            for (Index t = 0; t < tiles; ++t) {
+                errors.run([&] {
+                    const Index i0 = t * tile, nq = std::min(tile, n_q - i0);
+                    bad_query[static_cast<std::size_t>(t)] = attend_rows(pb, total, i0, nq, ws, *out);
+                });
+            }
+        }
+    }
+    errors.rethrow();
+    for (const Index b : bad_key) note_failure(failure.key_row, b);
+    for (const Index b : bad_query) note_failure(failure.query_row, b);
+}
+
+/// Causal, chunked: see the file comment. Query row i sits at key position i + off (off =
+/// n_k − n_q for the bottom-right alignment; rows with i + off < 0 see no key and are zeroed).
+/// `init` is the state of keys before this call (empty for attention, the decode state for
+/// prefill); `final_state`, if not null, receives the state after every key. q may be null
+/// (then only the final state is computed).
+template <typename Scalar, typename Map>
+void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off, const FeatureState<Scalar>& init,
+                   Eigen::Ref<Matrix<Scalar>>* out, FeatureState<Scalar>* final_state, FeatureFailure& failure) {
+    const Index n_k = pb.k.rows(), d = pb.k.cols(), dv = pb.v.cols();
+    const Index n_q = pb.q != nullptr ? pb.q->rows() : 0;
+    const Index t_len = std::min(chunk, n_k);
+    const Index chunks = ceil_div(n_k, t_len);
+    const PartSplit split = split_parts(chunks, 8);
+    const Index parts = split.parts;
+    const bool want_out = pb.q != nullptr && out != nullptr;
+    // Pass 1 sums parts 0 .. P−2 (and P−1 too when the final state is wanted).
+    const Index summed = final_state != nullptr ? parts : parts - 1;
+    std::vector<FeatureState<Scalar>> totals(static_cast<std::size_t>(std::max<Index>(summed, 0)));
+    for (auto& s : totals) s.reset(pb.c_dim, dv);
+    std::vector<FeatureState<Scalar>> start(static_cast<std::size_t>(parts));
+    std::vector<Index> bad_key(static_cast<std::size_t>(parts), -1), bad_query(static_cast<std::size_t>(parts), -1);
+    if (want_out && off < 0) out->topRows(std::min(n_q, -off)).setZero();
+    // Query rows whose positions fall in key rows [j0, j1).
+    auto query_rows = [&](Index j0, Index j1, Index& i0, Index& i1) {
+        i0 = std::clamp<Index>(j0 - off, 0, n_q);
+        i1 = std::clamp<Index>(j1 - off, 0, n_q);
+    };
+    std::vector<LinearWorkspace<Scalar>> workspaces =
+        make_workspaces<Scalar>(t_len, d, pb.c_dim, dv, !pb.padding.empty(), true);
+    RegionErrors errors;
+ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
+    {
+        LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
+ATTNX_OMP(for schedule(dynamic, 1))
+        for (Index p = 0; p < summed; ++p) {
+            errors.run([&] {
+                const Index c_end = std::min(chunks, (p + 1) * split.per_part);
+                for (Index c = p * split.per_part; c < c_end; ++c) {
+                    const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
+                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
+                    absorb_block(totals[static_cast<std::size_t>(p)], ws, len);
+                }
+            });
+        }
+ATTNX_OMP(single)
+        errors.run([&] {
+            start[0] = init;
+            for (Index p = 1; p < parts; ++p) {
+                start[static_cast<std::size_t>(p)] = start[static_cast<std::size_t>(p - 1)];
+                merge_state(start[static_cast<std::size_t>(p)], totals[static_cast<std::size_t>(p - 1)]);
+            }
+            if (final_state != nullptr) {
+                *final_state = start[static_cast<std::size_t>(parts - 1)];
+                merge_state(*final_state, totals[static_cast<std::size_t>(parts - 1)]);
+            }
+        });
+        if (want_out) {
+ATTNX_OMP(for schedule(dynamic, 1))
+            for (Index p = 0; p < parts; ++p) {
+                errors.run([&] {
+                    const Index c_begin = p * split.per_part, c_end = std::min(chunks, (p + 1) * split.per_part);
+                    Index pi0 = 0, pi1 = 0;
+                    query_rows(c_begin * t_len, std::min(n_k, c_end * t_len), pi0, pi1);
+                    if (pi0 == pi1) return;  // no query sits in this part
+                    FeatureState<Scalar>& run = start[static_cast<std::size_t>(p)];
+                    for (Index c = c_begin; c < c_end; ++c) {
+                        const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
+                        Index i0 = 0, i1 = 0;
+                        query_rows(j0, j0 + len, i0, i1);
+                        note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
+                        if (i1 > i0)
+                            note_failure(bad_query[static_cast<std::size_t>(p)],
+                                         attend_chunk(pb, run, j0, len, i0, i1 - i0, off, ws, *out));
+                        if (c + 1 < c_end) absorb_block(run, ws, len);
+                    }
+                });
+            }
+        }
+    }
+    errors.rethrow();
+    for (const Index b : bad_key) note_failure(failure.key_row, b);
+    for (const Index b : bad_query) note_failure(failure.query_row, b);
+}
+
+inline void check_linear_options(const char* fn, const LinearAttentionOptions& o, Index n_k, bool uses_scale,
+                                 const std::string& map_name) {
+    check_common_options(fn, o, n_k);
+    if (!(std::isfinite(o.eps) && o.eps > 0))
+        throw_invalid(fn, ": eps (", o.eps, ") must be finite and > 0 (it is added to the denominator; default 1e-6)");
+    if (o.chunk < 1)
+        throw_invalid(fn, ": chunk (", o.chunk, ") must be >= 1 (tokens per chunk of the causal algorithm; default 64)");
+    if (o.scale && !uses_scale)
+        throw_invalid(fn, ": scale is set (", *o.scale, ") but the feature map ", map_name,
+                      " does not use one (elu(x) + 1 has no 1/sqrt(d), Katharopoulos et al. eq. 7); leave scale "
+                      "unset, or scale q and k yourself");
+}
+
+/// C = map.feature_dim(d), the map's own consistency check; its message is re-issued under fn.
+template <typename Map>
+Index checked_feature_dim(const char* fn, const Map& map, Index d) {
+    Index c = 0;
+    try {
+        c = static_cast<Index>(map.feature_dim(d));
+    } catch (const attnx::invalid_argument& e) {
+        std::string msg = e.what();
+        if (msg.rfind("attnx::", 0) == 0) msg.erase(0, 7);
+        throw_invalid(fn, ": ", msg);
+    }
+    if (c < 1)
+        throw_invalid(fn, ": the feature map (", feature_map_name(map), ") has feature_dim(", d, ") = ", c,
+                      "; it must be >= 1");
+    return c;
+}
+
+template <typename Scalar>
+Scalar resolve_eps(double eps) {
+    return std::max(static_cast<Scalar>(eps), std::numeric_limits<Scalar>::min());
+}
+
+template <typename Map>
+void throw_feature_failure(const char* fn, const Map& map, const FeatureFailure& f, const Magnitudes& mag,
+                           const char* scalar) {
+    const bool key = f.key_row >= 0;
+    throw_invalid(fn, ": the feature map (", feature_map_name(map), ") overflowed ", scalar, ": its output for ",
+                  key ? "key" : "query", " row ", key ? f.key_row : f.query_row, " is not finite (max|q| = ",
+                  sci(mag.q), ", max|k| = ", sci(mag.k), "); rescale q and k, lower scale, or use double");
+}
+
+/// Shapes, options and the map's feature_dim (before any work). Returns C.
+template <typename DQ, typename DK, typename DV, typename Map>
+Index check_linear_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                        const Eigen::MatrixBase<DV>& v, const Map& map, const LinearAttentionOptions& o) {
+    check_same_scalar<DQ, DK>();
+    check_same_scalar<DQ, DV>();
+    static_assert(is_feature_map<Map, typename DQ::Scalar>::value,
+                  "attnx::linear_attention: the feature map must provide feature_dim(d), queries(x, scale, phi) "
+                  "and keys(x, scale, phi, log_scale) for the Scalar type of q, k and v (feature_maps.hpp)");
+    check_qkv(fn, q, k, v);
+    check_linear_options(fn, o, k.rows(), map_uses_scale<Map>::value, feature_map_name(map));
+    return checked_feature_dim(fn, map, q.cols());
+}
+
+/// The entry skeleton: input scan, kernel, feature and result checks.
+template <typename Scalar, typename Map>
+void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Ref<const Matrix<Scalar>>& q,
+                    const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                    const LinearAttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    const LinearProblem<Scalar, Map> pb{map, &q, k, v, o.key_padding_mask, resolve_scale_double(o, q.cols()),
+                                        resolve_eps<Scalar>(o.eps), c_dim, o.check_finite};
+    FeatureFailure failure;
+    FeatureState<Scalar> state;
+    if (o.causal) {
+        FeatureState<Scalar> empty;
+        empty.reset(c_dim, v.cols());
+        linear_causal<Scalar, Map>(pb, o.chunk, k.rows() - q.rows(), empty, &out, nullptr, failure);
+    } else {
+        linear_noncausal<Scalar, Map>(pb, state, &out, failure);
+    }
+    if (failure.key_row >= 0 || failure.query_row >= 0)
+        throw_feature_failure(fn, map, failure, mag, scalar_name<Scalar>());
+    check_result<Scalar>(fn, mag, out);
+}
+
+}  // namespace detail
+
+/// Feature-map attention out_i = φ(q_i)ᵀ S / (φ(q_i)ᵀ z + eps) (see the file comment) of Q
+/// (n_q x d) against K (n_k x d), V (n_k x d_v), with φ = `feature_map` (EluPlusOne,
+/// PositiveRandomFeatures<Scalar>, or any type with the feature-map interface). Returns n_q x d_v.
+template <typename DQ, typename DK, typename DV, typename Map>
+Matrix<typename DQ::Scalar> linear_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                             const Eigen::MatrixBase<DV>& v, const Map& feature_map,
+                                             const LinearAttentionOptions& options = {}) {
+    constexpr const char* fn = "linear_attention";
+    const Index c_dim = detail::check_linear_call(fn, q, k, v, feature_map, options);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::linear_checked<typename DQ::Scalar, Map>(fn, feature_map, c_dim, q, k, v, options, out);
+    return out;
+}
+
+/// As above, into a caller-provided n_q x d_v buffer.
+template <typename DQ, typename DK, typename DV, typename Map>
+void linear_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                      const Map& feature_map, Eigen::Ref<Matrix<typename DQ::Scalar>> out,
+                      const LinearAttentionOptions& options = {}) {
+    constexpr const char* fn = "linear_attention";
+    const Index c_dim = detail::check_linear_call(fn, q, k, v, feature_map, options);
+    detail::check_out(fn, out, q, k, v);
+    detail::linear_checked<typename DQ::Scalar, Map>(fn, feature_map, c_dim, q, k, v, options, out);
+}
+
+/// Performer (FAVOR+) attention: linear_attention with PositiveRandomFeatures, which estimates
+/// softmax(s · Q Kᵀ) V (s = options.scale, default 1/√d). Returns n_q x d_v.
+template <typename DQ, typename DK, typename DV, typename FScalar>
+Matrix<typename DQ::Scalar> performer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                                const Eigen::MatrixBase<DV>& v,
+                                                const PositiveRandomFeatures<FScalar>& features,
+                                                const LinearAttentionOptions& options = {}) {
+    static_assert(std::is_same<typename DQ::Scalar, FScalar>::value,
+                  "attnx::performer_attention: the features must have the Scalar type of q, k and v");
+    constexpr const char* fn = "performer_attention";
+    const Index c_dim = detail::check_linear_call(fn, q, k, v, features, options);
+    Matrix<typename DQ::Scalar> out(q.rows(), v.cols());
+    detail::linear_checked<FScalar, PositiveRandomFeatures<FScalar>>(fn, features, c_dim, q, k, v, options, out);
+    return out;
+}
+
+/// As above, into a caller-provided n_q x d_v buffer.
+template <typename DQ, typename DK, typename DV, typename FScalar>
+void performer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                         const Eigen::MatrixBase<DV>& v, const PositiveRandomFeatures<FScalar>& features,
+                         Eigen::Ref<Matrix<typename DQ::Scalar>> out, const LinearAttentionOptions& options = {}) {
+    static_assert(std::is_same<typename DQ::Scalar, FScalar>::value,
+                  "attnx::performer_attention: the features must have the Scalar type of q, k and v");
+    constexpr const char* fn = "performer_attention";
+    const Index c_dim = detail::check_linear_call(fn, q, k, v, features, options);
+    detail::check_out(fn, out, q, k, v);
+    detail::linear_checked<FScalar, PositiveRandomFeatures<FScalar>>(fn, features, c_dim, q, k, v, options, out);
+}
+
+/// The decode state of feature-map attention for one sequence and head (paper 1, eqs. 16–20):
+/// [S | z] (C x (d_v + 1)), the running maximum R of the key log scales, and the feature map
+/// (a copy). step(q, k, v) absorbs one token and returns its output row in O(C·(d + d_v)),
+/// independent of the tokens already absorbed; stepping through a sequence gives the causal
+/// batch output (linear_attention with causal = true) up to rounding. prefill absorbs many
+/// tokens at once with the chunked algorithm (and can return their causal outputs); query(q)
+/// attends to everything absorbed without changing the state: the cross-attention form, against
+/// a memory prefilled once and then frozen (use a const reference).
+///
+/// Options: scale, eps, chunk (prefill) and check_finite apply; `causal` is ignored (a state is
+/// causal by construction); key_padding_mask must be empty (leave padded tokens out instead).
+/// Not thread-safe for concurrent mutation; const members may be called from many threads.
+/// After an exception thrown by step or prefill for an overflowed result, the state holds the
+/// absorbed tokens; reset() it.
+template <typename Scalar, typename Map>
+class LinearAttentionState {
+    static_assert(std::is_floating_point<Scalar>::value, "attnx::LinearAttentionState: Scalar must be float or double");
+    static_assert(is_feature_map<Map, Scalar>::value,
+                  "attnx::LinearAttentionState: the feature map must provide feature_dim(d), queries(x, scale, phi) "
+                  "and keys(x, scale, phi, log_scale) for Scalar (feature_maps.hpp)");
+
+public:
+    using RowVector = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+
+    /// A state for queries and keys of width d and values of width dv, with nothing absorbed.
+    LinearAttentionState(Map feature_map, Index d, Index dv, LinearAttentionOptions options = {})
+        : m_map(std::move(feature_map)), m_options(std::move(options)), m_d(d), m_dv(dv) {
+        constexpr const char* fn = "LinearAttentionState";
+        if (d < 1) detail::throw_invalid(fn, ": d (", d, ") must be >= 1 (the width of q and k)");
+        if (dv < 1) detail::throw_invalid(fn, ": dv (", dv, ") must be >= 1 (the width of v)");
+        if (!m_options.key_padding_mask.empty())
+            detail::throw_invalid(fn, ": key_padding_mask must be empty for a decode state (it has ",
+                                  m_options.key_padding_mask.size(), " flags); leave padded tokens out of prefill and step");
+        detail::check_linear_options(fn, m_options, 0, detail::map_uses_scale<Map>::value,
+                                     detail::feature_map_name(m_map));
+        m_c = detail::checked_feature_dim(fn, m_map, d);
+        m_scale = detail::resolve_scale_double(m_options, d);
+        m_eps = detail::resolve_eps<Scalar>(m_options.eps);
+        reset();
+    }
+
+    /// Forgets every absorbed token.
+    void reset() {
+        m_state.reset(m_c, m_dv);
+        m_tokens = 0;
+    }
+
+    /// Absorbs keys K (n x d) and values V (n x dv) (the chunked algorithm, in parallel).
+    template <typename DK, typename DV>
+    void prefill(const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v) {
+        constexpr const char* fn = "LinearAttentionState::prefill";
+        detail::check_same_scalar<DK, DV>();
+        static_assert(std::is_same<typename DK::Scalar, Scalar>::value,
+                      "attnx::LinearAttentionState::prefill: k and v must have the state's Scalar type");
+        check_usable(fn);
+        check_shapes(fn, k, k, v);
+        const Eigen::Ref<const Matrix<Scalar>> kr(k), vr(v);
+        const detail::Magnitudes mag = scan(fn, nullptr, kr, vr);
+        run(fn, nullptr, kr, vr, nullptr, mag);
+    }
+
+    /// Absorbs K, V (n x d, n x dv) and returns the causal outputs of Q (n x d): row i attends to
+    /// every token absorbed before and to keys 0..i of this call.
+    template <typename DQ, typename DK, typename DV>
+    Matrix<Scalar> prefill(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                           const Eigen::MatrixBase<DV>& v) {
+        Matrix<Scalar> out(q.rows(), v.cols());
+        prefill(q, k, v, out);
+        return out;
+    }
+
+    /// As above, into a caller-provided n x dv buffer.
+    template <typename DQ, typename DK, typename DV>
+    void prefill(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+                 Eigen::Ref<Matrix<Scalar>> out) {
+        constexpr const char* fn = "LinearAttentionState::prefill";
+        detail::check_same_scalar<DQ, DK>();
+        detail::check_same_scalar<DQ, DV>();
+        static_assert(std::is_same<typename DQ::Scalar, Scalar>::value,
+                      "attnx::LinearAttentionState::prefill: q, k and v must have the state's Scalar type");
+        check_usable(fn);
+        check_shapes(fn, q, k, v);
+        if (q.rows() != k.rows())
+            detail::throw_invalid(fn, ": q has ", q.rows(), " rows but k has ", k.rows(),
+                                  " (prefill with outputs needs one query per new token)");
+        detail::check_out(fn, out, q, k, v);
+        const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
+        const detail::Magnitudes mag = scan(fn, &qr, kr, vr);
+        run(fn, &qr, kr, vr, &out, mag);
+    }
+
+    /// Absorbs one token (k: d entries, v: dv entries, row or column vectors) and returns the
+    /// output row of its query q (d entries): attention over every absorbed token, itself included.
+    template <typename DQ, typename DK, typename DV>
+    RowVector step(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v) {
+        RowVector out(m_dv);
+        step(q, k, v, out);
+        return out;
+    }
+
+    /// As above, into `out` (dv entries; a row of a matrix works).
+    template <typename DQ, typename DK, typename DV>
+    void step(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
+              Eigen::Ref<RowVector, 0, Eigen::InnerStride<>> out) {
+        constexpr const char* fn = "LinearAttentionState::step";
+        detail::check_same_scalar<DQ, DK>();
+        detail::check_same_scalar<DQ, DV>();
+        static_assert(std::is_same<typename DQ::Scalar, Scalar>::value,
+                      "attnx::LinearAttentionState::step: q, k and v must have the state's Scalar type");
+        check_usable(fn);
+        check_vector(fn, "q", q, m_d);
+        check_vector(fn, "k", k, m_d);
+        check_vector(fn, "v", v, m_dv);
+        if (out.size() != m_dv) detail::throw_invalid(fn, ": out has ", out.size(), " entries but must have dv = ", m_dv);
+        m_qx.resize(1, m_d);
+        m_kx.resize(1, m_d);
+        for (Index j = 0; j < m_d; ++j) {
+            m_qx(0, j) = q(j);
+            m_kx(0, j) = k(j);
+        }
+        detail::LinearWorkspace<Scalar>& ws = m_ws;
+        if (ws.psi.rows() != 1 || ws.psi.cols() != m_c) ws.resize(1, m_d, m_c, m_dv, false, false);
+        for (Index j = 0; j < m_dv; ++j) ws.vaug(0, j) = v(j);
+        ws.vaug(0, m_dv) = Scalar(1);
+        detail::Magnitudes mag;
+        if (m_options.check_finite) {
+            mag.scanned = true;
+            if (!detail::finite_max_abs(m_qx, mag.q)) detail::check_finite(fn, "q", m_qx);
+            if (!detail::finite_max_abs(m_kx, mag.k)) detail::check_finite(fn, "k", m_kx);
+            if (!detail::finite_max_abs(ws.vaug, mag.v)) detail::check_finite(fn, "v", ws.vaug.leftCols(m_dv));
+        }
+        Eigen::Ref<Matrix<Scalar>> psi(ws.psi), phiq(ws.phiq);
+        Eigen::Ref<Vector<Scalar>> c(ws.c);
+        const Eigen::Ref<const Matrix<Scalar>> kr(m_kx), qr(m_qx);
+        m_map.keys(kr, m_scale, psi, c);
+        m_map.queries(qr, m_scale, phiq);
+        if (m_options.check_finite) {
+            detail::FeatureFailure f;
+            if (!(detail::block_finite(psi) && std::isfinite(static_cast<double>(c(0))))) f.key_row = 0;
+            else if (!detail::block_finite(phiq)) f.query_row = 0;
+            if (f.key_row >= 0 || f.query_row >= 0)
+                detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
+        }
+        detail::absorb_block(m_state, ws, 1);
+        ++m_tokens;
+        ws.y.noalias() = phiq * m_state.s;
+        detail::normalise_rows(ws.y, m_eps, out);
+        if (m_options.check_finite && !detail::block_finite(out))
+            detail::check_result<Scalar>(fn, mag, out);
+    }
+
+    /// Attention of every row of Q (n x d) over the absorbed tokens, without changing the state
+    /// (cross-attention against a frozen memory; non-causal). Returns n x dv.
+    template <typename DQ>
+    Matrix<Scalar> query(const Eigen::MatrixBase<DQ>& q) const {
+        constexpr const char* fn = "LinearAttentionState::query";
+        static_assert(std::is_same<typename DQ::Scalar, Scalar>::value,
+                      "attnx::LinearAttentionState::query: q must have the state's Scalar type");
+        check_usable(fn);
+        detail::check_nonempty(fn, "q", q);
+        if (q.cols() != m_d)
+            detail::throw_invalid(fn, ": q has ", q.cols(), " columns but the state was made for d = ", m_d);
+        const Eigen::Ref<const Matrix<Scalar>> qr(q);
+        const Matrix<Scalar> no_keys(0, m_d), no_values(0, m_dv);
+        const Eigen::Ref<const Matrix<Scalar>> kr(no_keys), vr(no_values);
+        detail::Magnitudes mag;
+        if (m_options.check_finite) {
+            mag.scanned = true;
+            if (!detail::finite_max_abs(qr, mag.q)) detail::check_finite(fn, "q", qr);
+        }
+        const std::vector<bool> no_padding;
+        const detail::LinearProblem<Scalar, Map> pb{m_map, &qr, kr, vr, no_padding, m_scale, m_eps, m_c,
+                                                    m_options.check_finite};
+        Matrix<Scalar> out(q.rows(), m_dv);
+        const Index tile = detail::linear_query_tile, n = q.rows(), tiles = detail::ceil_div(n, tile);
+        std::vector<Index> bad(static_cast<std::size_t>(tiles), -1);
+        Eigen::Ref<Matrix<Scalar>> outr(out);
+        std::vector<detail::LinearWorkspace<Scalar>> workspaces =
+            detail::make_workspaces<Scalar>(std::min(tile, n), m_d, m_c, m_dv, false, false);
+        detail::RegionErrors errors;
+ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
+        {
+            detail::LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(detail::thread_index())];
+ATTNX_OMP(for schedule(dynamic, 1))
+            for (Index t = 0; t < tiles; ++t)
+                errors.run([&] {
+                    bad[static_cast<std::size_t>(t)] =
+                        detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr);
+                });
+        }
+        errors.rethrow();
+        detail::FeatureFailure f;
+        for (const Index b : bad) detail::note_failure(f.query_row, b);
+        if (f.query_row >= 0) detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
+        detail::check_result<Scalar>(fn, mag, out);
+        return out;
+    }
+
+    /// Tokens absorbed since construction or reset().
+    Index tokens() const { return m_tokens; }
+    Index dim() const { return m_d; }
+    Index value_dim() const { return m_dv; }
+    /// C, the number of features.
+    Index feature_dim() const { return m_c; }
+    const Map& feature_map() const { return m_map; }
+    const LinearAttentionOptions& options() const { return m_options; }
+    /// [S | z] · exp(−R) (C x (dv + 1)): S = sums().leftCols(dv) · exp(R), z = sums().col(dv) · exp(R).
+    const Matrix<Scalar>& sums() const { return m_state.s; }
+    /// R, the running maximum of the absorbed keys' log scales (−inf before the first key).
+    Scalar log_offset() const { return m_state.r; }
+
+private:
+    void check_usable(const char* fn) const {
+        if (m_c < 1 || m_state.s.rows() != m_c || m_state.s.cols() != m_dv + 1)
+            detail::throw_invalid(fn, ": the state is empty (its sums are ", detail::shape_of(m_state.s),
+                                  "; moved-from?); construct a new one");
+    }
+
+    template <typename DQ, typename DK, typename DV>
+    void check_shapes(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                      const Eigen::MatrixBase<DV>& v) const {
+        detail::check_qkv(fn, q, k, v);
+        if (k.cols() != m_d)
+            detail::throw_invalid(fn, ": k has ", k.cols(), " columns but the state was made for d = ", m_d);
+        if (v.cols() != m_dv)
+            detail::throw_invalid(fn, ": v has ", v.cols(), " columns but the state was made for dv = ", m_dv);
+    }
+
+    template <typename D>
+    static void check_vector(const char* fn, const char* name, const Eigen::MatrixBase<D>& x, Index size) {
+        if ((x.rows() != 1 && x.cols() != 1) || x.size() != size)
+            detail::throw_invalid(fn, ": ", name, " is ", detail::shape_of(x), " but must be a vector of ", size,
+                                  " entries (one token)");
+    }
+
+    detail::Magnitudes scan(const char* fn, const Eigen::Ref<const Matrix<Scalar>>* q,
+                            const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) const {
+        const Matrix<Scalar> none(0, m_d);
+        if (q != nullptr) return detail::check_finite_qkv<Scalar>(fn, m_options, *q, k, v);
+        const Eigen::Ref<const Matrix<Scalar>> nr(none);
+        return detail::check_finite_qkv<Scalar>(fn, m_options, nr, k, v);
+    }
+
+    void run(const char* fn, const Eigen::Ref<const Matrix<Scalar>>* q, const Eigen::Ref<const Matrix<Scalar>>& k,
+             const Eigen::Ref<const Matrix<Scalar>>& v, Eigen::Ref<Matrix<Scalar>>* out, const detail::Magnitudes& mag) {
+        const std::vector<bool> no_padding;
+        const detail::LinearProblem<Scalar, Map> pb{m_map, q, k, v, no_padding, m_scale, m_eps, m_c,
+                                                    m_options.check_finite};
+        detail::FeatureFailure failure;
+        detail::FeatureState<Scalar> next;
+        detail::linear_causal<Scalar, Map>(pb, m_options.chunk, 0, m_state, out, &next, failure);
+        if (failure.key_row >= 0 || failure.query_row >= 0)
+            detail::throw_feature_failure(fn, m_map, failure, mag, detail::scalar_name<Scalar>());
+        m_state = std::move(next);
+        m_tokens += k.rows();
+        if (out != nullptr) detail::check_result<Scalar>(fn, mag, *out);
+    }
+
+    Map m_map;
+    LinearAttentionOptions m_options;
+    Index m_d = 0, m_dv = 0, m_c = 0;
+    double m_scale = 1;
+    Scalar m_eps = 0;
+    detail::FeatureState<Scalar> m_state;
+    Index m_tokens = 0;
+    Matrix<Scalar> m_qx, m_kx;                              // step: q and k as 1 x d rows
+    detail::LinearWorkspace<Scalar> m_ws;                   // step buffers
+};
+
+}  // namespace attnx
+
+#endif  // ATTNX_LINEAR_ATTENTION_HPP
