@@ -620,7 +620,7 @@ int run_heads(const Cli& cli, const std::string& method, const char* dtype) {
 
     std::ostringstream rep;
     double seconds = 0;
-    with_mechanism<Scalar>(cli, method, common, n_q, n_k, rep, [&](const auto& mech) {
+    with_mechanism<Scalar>(cli, method, common, n_q, n_k, q.view.dim, rep, [&](const auto& mech) {
         const Clock::time_point t0 = Clock::now();
         attnx::multi_head_attention(mech, q.view, k.view, v.view, out, mo);
         seconds = std::chrono::duration<double>(Clock::now() - t0).count();
