@@ -101,7 +101,7 @@ void block_sparse_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::R
 
 inline void check_layout(const char* fn, const BlockLayout& layout, Index n_q, Index n_k) {
     if (layout.block_size() < 1)
-        throw_invalid(fn, ": layout is empty (default-constructed or moved-from); build it with BlockLayout::bigbird, ",
+        throw_invalid(fn, ": layout is empty (default-constructed) or moved-from; build it with BlockLayout::bigbird, ",
                       "longformer, dense or from_block_mask for n_q = ", n_q, " queries and n_k = ", n_k, " keys");
     if (layout.n_q() != n_q || layout.n_k() != n_k)
         throw_invalid(fn, ": layout was built for n_q = ", layout.n_q(), " queries and n_k = ", layout.n_k(),

@@ -337,10 +337,11 @@ private:
         m_col_idx.swap(o.m_col_idx);
     }
 
-    /// A block longer than both sequences is one block: the stored block size is clamped to
-    /// max(n_q, n_k), which leaves the layout the same and keeps every product i·b in range.
+    /// A block longer than both sequences is one block (ceil_div cannot overflow). Every product
+    /// i·b in the layout and the kernel has i < ceil(n / b), so it stays below n + b: in range
+    /// even for b = INT64_MAX (then i = 0).
     BlockLayout(Index block, Index n_q, Index n_k)
-        : m_block(std::min(block, std::max(n_q, n_k))),
+        : m_block(block),
           m_n_q(n_q),
           m_n_k(n_k),
           m_nb_q(detail::ceil_div(n_q, m_block)),

@@ -228,12 +228,12 @@ struct PerformerForAnyD {
     std::string parameters() const { return "m = 32, drawn per d"; }
     template <typename DQ, typename DK, typename DV>
     void operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,
-                    Eigen::Ref<attnx::Matrix<Scalar>> out) const {
+                    Eigen::Ref<attnx::Matrix<typename DQ::Scalar>> out) const {
         at(q.cols())(q, k, v, out);
     }
     template <typename DQ, typename DK, typename DV>
-    attnx::Matrix<Scalar> operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
-                                     const Eigen::MatrixBase<DV>& v) const {
+    attnx::Matrix<typename DQ::Scalar> operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
+                                                  const Eigen::MatrixBase<DV>& v) const {
         return at(q.cols())(q, k, v);
     }
 };
