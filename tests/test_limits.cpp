@@ -294,4 +294,18 @@ TEST(Padding, HugeValuesAtPaddedPositionsAreAccepted) {
                 ThrowsMessage<E>(HasSubstr("logits may overflow float")));
 }
 
+// attention_matrix has no V (it scans an n_k x 0 stand-in): with a key padding mask and a
+// scale past float's range, the bound that re-measures max|v| over unpadded rows must cope with
+// rows of no entries (a fuzzer found Eigen's assertion on maxCoeff of an empty row) and reach
+// the logit bound's complaint.
+TEST(Padding, AttentionMatrixWithAMaskAndAnOverflowingScaleIsRejected) {
+    const auto x = random_qkv<float>(6, 6, 4, 4, 3);
+    attnx::AttentionOptions o;
+    o.key_padding_mask.assign(6, false);
+    o.key_padding_mask[2] = true;
+    o.scale = 1e300;
+    EXPECT_THAT([&] { attnx::attention_matrix(x.q, x.k, o); },
+                ThrowsMessage<E>(HasSubstr("logits may overflow float: scale * d * max|q| * max|k| = 1e+300 * 4")));
+}
+
 }  // namespace

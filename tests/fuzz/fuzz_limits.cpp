@@ -98,7 +98,12 @@ void run(fuzz::Input& in) {
         if (fuzz::call(c, [&] { out = attnx::linformer_attention(q, k, v, attnx::LinformerProjection<Scalar>::gaussian(rank, n, 1), nc); }))
             fuzz::check_output(c, out, n, dv);
     } else if (rank > std::numeric_limits<Index>::max() / n) {
-        fuzz::call(c, [&] { attnx::LinformerProjection<Scalar>::gaussian(rank, n, 1); });
+        // k * n overflows Index: the complaint about overflow is the contract here, whatever
+        // the data, so this call is never "moderate"; it must throw, not allocate.
+        fuzz::Case overflowing = c;
+        overflowing.moderate = false;
+        if (fuzz::call(overflowing, [&] { attnx::LinformerProjection<Scalar>::gaussian(rank, n, 1); }))
+            fuzz::fail(c.what, "k * n_max overflowing Index was accepted");
     }
 
     // out aliasing an input: always rejected (d = dv makes every input out's shape).

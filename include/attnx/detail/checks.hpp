@@ -272,10 +272,11 @@ bool logits_fit(double scale, Index d, long double max_q, long double max_k) {
     return s * dd * max_q * max_k <= limit && s <= limit && s * max_q <= limit && dd * max_q * max_k <= limit;
 }
 
-/// max |x_ij| over the rows of x that are not padding (0 if every row is).
+/// max |x_ij| over the rows of x that are not padding (0 if every row is, or x has no columns).
 template <typename Scalar>
 long double max_abs_unpadded(const Eigen::Ref<const Matrix<Scalar>>& x, const std::vector<bool>& padding) {
     long double mx = 0;
+    if (x.cols() == 0) return mx;  // maxCoeff of an empty row asserts
     for (Index i = 0; i < x.rows(); ++i)
         if (!padding[static_cast<std::size_t>(i)])
             mx = std::max(mx, static_cast<long double>(x.row(i).cwiseAbs().maxCoeff()));
