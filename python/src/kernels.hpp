@@ -11,12 +11,15 @@
 #include <Eigen/Core>
 
 #include "attnx/estimate.hpp"
+#include "attnx/linear_attention.hpp"
 #include "attnx/mechanisms.hpp"
 #include "attnx/multi_head.hpp"
 #include "attnx/metrics.hpp"
 #include "attnx/nystrom.hpp"
 
 namespace attnx_py {
+
+using attnx::Index;
 
 template <typename S>
 using In = Eigen::Ref<const attnx::Matrix<S>>;
@@ -51,6 +54,31 @@ template <typename Mech, typename S>
 void run_multi_head(const Mech& mech, const attnx::HeadsView<const S>& q, const attnx::HeadsView<const S>& k,
                     const attnx::HeadsView<const S>& v, const attnx::HeadsView<S>& out,
                     const attnx::MultiHeadOptions& o);
+
+/// The decode states of feature-map attention: elu + 1 (linear attention) and FAVOR+.
+template <typename S>
+using EluState = attnx::LinearAttentionState<S, attnx::EluPlusOne>;
+template <typename S>
+using FavorState = attnx::LinearAttentionState<S, attnx::PositiveRandomFeatures<S>>;
+
+/// state.prefill(k, v): absorbs the tokens.
+template <typename State, typename S>
+void state_absorb(State& state, const In<S>& k, const In<S>& v);
+/// state.prefill(q, k, v, out): absorbs the tokens and writes their causal outputs.
+template <typename State, typename S>
+void state_prefill(State& state, const In<S>& q, const In<S>& k, const In<S>& v, Out<S> out);
+/// state.step(q, k, v, out) for one token (q, k, v, out: 1 x d, 1 x d, 1 x d_v, 1 x d_v).
+template <typename State, typename S>
+void state_step(State& state, const In<S>& q, const In<S>& k, const In<S>& v, Out<S> out);
+/// state.query(q, out): attends to the absorbed tokens, state unchanged.
+template <typename State, typename S>
+void state_query(const State& state, const In<S>& q, Out<S> out);
+
+/// PositiveRandomFeatures<S>::draw / from_matrix.
+template <typename S>
+attnx::PositiveRandomFeatures<S> features_draw(Index d, std::uint64_t seed, const attnx::RandomFeatureOptions& o);
+template <typename S>
+attnx::PositiveRandomFeatures<S> features_from(const In<S>& w, double stabilizer);
 
 /// attnx::compare(approx, reference).
 template <typename A, typename R>

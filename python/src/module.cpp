@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /// \file module.cpp
 /// The Python module `attnx` (pybind11): one function per mechanism, the mechanism values as
-/// classes, BlockLayout, LinformerProjection, NystromReport, compare.
+/// classes, BlockLayout, LinformerProjection, PerformerFeatures, LinearAttentionState (the
+/// decode state of linear attention and Performer), NystromReport, compare, estimate_error and
+/// multi_head_attention.
 ///
 /// Arrays. Q, K, V (and E, F) are float32 or float64 NumPy arrays (or anything numpy.asarray
 /// turns into one) of shape (n, d); all of one call must share one dtype, and the result has it.
@@ -24,10 +26,12 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #ifdef _OPENMP
@@ -426,6 +430,189 @@ py::array call_linformer(const char* fn, const PyLinformer& mech, py::handle q, 
     });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Feature-map attention: PerformerFeatures (FAVOR+'s W), Linear, Performer, decode states
+
+/// One Python class over PositiveRandomFeatures<float> and <double>. Immutable from Python:
+/// redraw() returns the next draw as a new object, so a Performer built from these features
+/// never changes under its user's feet.
+struct Features {
+    std::shared_ptr<const attnx::PositiveRandomFeatures<float>> f32;
+    std::shared_ptr<const attnx::PositiveRandomFeatures<double>> f64;
+
+    Dtype dtype() const { return f32 ? Dtype::F32 : Dtype::F64; }
+    template <typename F>
+    decltype(auto) visit(F&& f) const {
+        if (f32) return f(*f32);
+        return f(*f64);
+    }
+    template <typename S>
+    const attnx::PositiveRandomFeatures<S>& get() const {
+        if constexpr (std::is_same<S, float>::value)
+            return *f32;
+        else
+            return *f64;
+    }
+    template <typename S>
+    static Features of(attnx::PositiveRandomFeatures<S>&& x) {
+        Features f;
+        if constexpr (std::is_same<S, float>::value)
+            f.f32 = std::make_shared<const attnx::PositiveRandomFeatures<float>>(std::move(x));
+        else
+            f.f64 = std::make_shared<const attnx::PositiveRandomFeatures<double>>(std::move(x));
+        return f;
+    }
+};
+
+attnx::FeatureNorms norms_of(const char* fn, const std::string& s) {
+    if (s == "chi") return attnx::FeatureNorms::Chi;
+    if (s == "sqrt_d") return attnx::FeatureNorms::SqrtD;
+    value_error(fn, ": norms must be 'chi' or 'sqrt_d', got '", s, "'");
+}
+
+attnx::LinearAttentionOptions linear_options(const char* fn, py::handle scale, bool causal,
+                                             py::handle key_padding_mask, double eps, Index chunk,
+                                             bool check_finite) {
+    attnx::LinearAttentionOptions o = common_options(fn, scale, causal, key_padding_mask, check_finite);
+    o.eps = eps;
+    o.chunk = chunk;
+    return o;
+}
+
+void check_features_dtype(const char* fn, const Features& f, Dtype want) {
+    if (f.dtype() != want)
+        type_error(fn, ": the PerformerFeatures have dtype ", dtype_name(f.dtype()), " but q has ", dtype_name(want),
+                   " (draw them with dtype=numpy.", dtype_name(want), ", or convert q, k, v)");
+}
+
+/// The Python Performer mechanism: attnx::Performer<float> or <double>, by the features' dtype.
+struct PyPerformer {
+    Features features;
+    attnx::LinearAttentionOptions options;
+
+    template <typename S>
+    attnx::Performer<S> get() const {
+        return attnx::Performer<S>{features.get<S>(), options};
+    }
+    std::string name() const { return "performer"; }
+    std::string parameters() const {
+        return features.visit([&](const auto& x) {
+            using S = typename std::decay_t<decltype(x.matrix())>::Scalar;
+            return attnx::Performer<S>{x, options}.parameters();
+        });
+    }
+};
+
+py::array call_performer(const char* fn, const PyPerformer& mech, py::handle q, py::handle k, py::handle v) {
+    const QKV a = qkv(fn, q, k, v);
+    check_features_dtype(fn, mech.features, a.q.dtype);
+    return compute_any(a, [&](const auto& qr, const auto& kr, const auto& vr, auto out) {
+        using S = typename std::decay_t<decltype(qr)>::Scalar;
+        const attnx::Performer<S> p = mech.get<S>();
+        run<attnx::Performer<S>, S>(p, qr, kr, vr, out);
+    });
+}
+
+/// A 1-d float array of `size` entries as a 1 x size matrix of S (copied to contiguous memory if
+/// needed); TypeError for another rank or dtype, ValueError for another length.
+template <typename S>
+py::array_t<S> vector_of(const char* fn, const char* name, py::handle obj, Index size, const char* size_name) {
+    const py::array a = as_array(fn, name, obj);
+    const Dtype want = std::is_same<S, float>::value ? Dtype::F32 : Dtype::F64;
+    const Dtype got = float_dtype(fn, name, a, obj);
+    if (got != want)
+        type_error(fn, ": ", name, " has dtype ", dtype_name(got), " but the state has ", dtype_name(want));
+    if (a.ndim() != 1)
+        type_error(fn, ": ", name, " must be a 1-d array (one token), got shape ", shape_string(a));
+    if (a.shape(0) != size) value_error(fn, ": ", name, " has ", a.shape(0), " entries but ", size_name, " = ", size);
+    return py::array_t<S, py::array::c_style>::ensure(a);
+}
+
+template <typename S>
+In<S> row_ref(const S* p, Index size) {
+    return In<S>(Eigen::Map<const Matrix<S>, 0, Eigen::OuterStride<>>(p, 1, size, Eigen::OuterStride<>(1)));
+}
+
+/// LinearAttentionState for elu + 1 or FAVOR+, float or double, behind one Python class. Calls
+/// on one state are serialised by a mutex (taken with the GIL released), so Python threads
+/// sharing a state cannot corrupt it; the order of their tokens is theirs to choose.
+struct PyState {
+    std::variant<EluState<float>, EluState<double>, FavorState<float>, FavorState<double>> state;
+    std::mutex mutex;
+
+    template <typename T>
+    explicit PyState(T&& s) : state(std::forward<T>(s)) {}
+
+    Dtype dtype() const { return state.index() % 2 == 0 ? Dtype::F32 : Dtype::F64; }
+    template <typename F>
+    decltype(auto) visit(F&& f) {
+        return std::visit(std::forward<F>(f), state);
+    }
+};
+
+template <typename State>
+using state_scalar = typename std::decay_t<decltype(std::declval<const State&>().sums())>::Scalar;
+
+/// Q, K, V (any may be absent) of a state's dtype, as 2-d arrays.
+struct StateArgs {
+    std::optional<Array2> q, k, v;
+};
+
+StateArgs state_args(const char* fn, const PyState& p, py::handle q, py::handle k, py::handle v) {
+    StateArgs a;
+    auto one = [&](std::optional<Array2>& x, const char* name, py::handle obj, const char* hint) {
+        if (!obj) return;
+        x = array2(fn, name, obj, hint);
+        if (x->dtype != p.dtype())
+            type_error(fn, ": ", name, " has dtype ", dtype_name(x->dtype), " but the state has ", dtype_name(p.dtype()));
+    };
+    one(a.q, "q", q, "(n, d)");
+    one(a.k, "k", k, "(n, d)");
+    one(a.v, "v", v, "(n, d_v)");
+    return a;
+}
+
+/// body(state, q, k, v, out) with the GIL released and the state's mutex held; views of the
+/// arrays present (others empty); out is (rows, d_v) when rows >= 0 (returned), else None.
+template <typename Body>
+py::object with_state(PyState& p, const StateArgs& a, Index rows, Body&& body) {
+    return p.visit([&](auto& s) -> py::object {
+        using S = state_scalar<std::decay_t<decltype(s)>>;
+        py::array out;
+        S* data = nullptr;
+        if (rows >= 0) {
+            out = new_output<S>(rows, s.value_dim());
+            data = static_cast<S*>(out.mutable_data());
+        }
+        {
+            py::gil_scoped_release release;
+            const std::lock_guard<std::mutex> lock(p.mutex);
+            const Matrix<S> none(0, 0);
+            auto ref = [&](const std::optional<Array2>& x, View<S>& keep) {
+                if (!x) return In<S>(none);
+                keep = view_of<S>(*x);
+                return keep.ref();
+            };
+            View<S> qv, kv, vv;
+            const In<S> qr = ref(a.q, qv), kr = ref(a.k, kv), vr = ref(a.v, vv);
+            Eigen::Map<Matrix<S>> o(data, rows >= 0 ? rows : 0, rows >= 0 ? s.value_dim() : 0);
+            body(s, qr, kr, vr, Out<S>(o));
+        }
+        if (rows >= 0) return std::move(out);
+        return py::none();
+    });
+}
+
+std::string state_repr(PyState& p) {
+    return p.visit([&](const auto& s) {
+        std::ostringstream os;
+        os << "attnx.LinearAttentionState(" << attnx::detail::feature_map_name(s.feature_map()) << ", d=" << s.dim()
+           << ", d_v=" << s.value_dim() << ", features=" << s.feature_dim() << ", tokens=" << s.tokens()
+           << ", dtype=" << dtype_name(p.dtype()) << ")";
+        return os.str();
+    });
+}
+
 /// f(mechanism) with the C++ mechanism value that the Python object `mech` holds, for Scalar S
 /// (a Linformer's projection must have dtype S). The reference stays valid while mech is alive.
 template <typename S, typename F>
@@ -434,6 +621,12 @@ void with_mechanism(const char* fn, py::handle mech, F&& f) {
     if (py::isinstance<attnx::Nystrom>(mech)) return f(mech.cast<const attnx::Nystrom&>());
     if (py::isinstance<attnx::BlockSparse>(mech)) return f(mech.cast<const attnx::BlockSparse&>());
     if (py::isinstance<attnx::BigBird>(mech)) return f(mech.cast<const attnx::BigBird&>());
+    if (py::isinstance<attnx::Linear<>>(mech)) return f(mech.cast<const attnx::Linear<>&>());
+    if (py::isinstance<PyPerformer>(mech)) {
+        const PyPerformer& p = mech.cast<const PyPerformer&>();
+        check_features_dtype(fn, p.features, std::is_same<S, float>::value ? Dtype::F32 : Dtype::F64);
+        return f(p.get<S>());
+    }
     if (py::isinstance<PyLinformer>(mech)) {
         const PyLinformer& l = mech.cast<const PyLinformer&>();
         const Dtype want = std::is_same<S, float>::value ? Dtype::F32 : Dtype::F64;
@@ -443,7 +636,7 @@ void with_mechanism(const char* fn, py::handle mech, F&& f) {
         return f(l.get<S>());
     }
     type_error(fn, ": mechanism must be an attnx mechanism value (attnx.Exact, attnx.Nystrom, attnx.Linformer, "
-                   "attnx.BlockSparse or attnx.BigBird), got ",
+                   "attnx.BlockSparse, attnx.BigBird, attnx.Linear or attnx.Performer), got ",
                type_name(mech));
 }
 
@@ -589,7 +782,7 @@ PYBIND11_MODULE(attnx, m) {
     using py::arg;
 
     m.doc() = R"doc(attnx: exact softmax attention and its approximations (Nyström, Linformer, BigBird /
-Longformer block-sparse), from the header-only C++ library attnx.
+Longformer block-sparse, linear attention, Performer FAVOR+), from the header-only C++ library attnx.
 
 Arrays are float32 or float64, shape (n, d) (rows are tokens); results have the input dtype.
 Fortran-ordered arrays are read without a copy; C-ordered ones are converted once (O(n·d)).
@@ -998,6 +1191,235 @@ return_report=True returns (out, NystromReport).)doc");
         arg("random") = 3, arg("seed") = 0, arg("scale") = py::none(), arg("causal") = false,
         arg("key_padding_mask") = py::none(), arg("check_finite") = true,
         "BigBird self-attention: BlockLayout.bigbird(n, ...) then block_sparse_attention (n_q == n_k).");
+
+    // ----- feature-map attention: linear attention (elu + 1) and Performer (FAVOR+)
+    py::class_<Features>(m, "PerformerFeatures", R"doc(FAVOR+ random features W (num_features x d), float32 or float64
+(Choromanski et al., arXiv:2009.14794, eq. 7, Lemma 1; orthogonal rows: Theorem 2). Immutable:
+redraw() returns the next draw as a new object.)doc")
+        .def_static(
+            "draw",
+            [](Index d, std::uint64_t seed, Index num_features, bool orthogonal, const std::string& norms,
+               double stabilizer, py::handle dtype) {
+                constexpr const char* fn = "PerformerFeatures.draw";
+                attnx::RandomFeatureOptions o;
+                o.num_features = num_features;
+                o.orthogonal = orthogonal;
+                o.norms = norms_of(fn, norms);
+                o.stabilizer = stabilizer;
+                const Dtype dt = dtype_arg(fn, dtype);
+                py::gil_scoped_release release;
+                if (dt == Dtype::F32) return Features::of(features_draw<float>(d, seed, o));
+                return Features::of(features_draw<double>(d, seed, o));
+            },
+            arg("d"), arg("seed"), py::kw_only(), arg("num_features") = 256, arg("orthogonal") = true,
+            arg("norms") = "chi", arg("stabilizer") = 1e-6, arg("dtype") = py::str("float32"),
+            "W for head dimension d from attnx's seeded generator (the same on every platform): "
+            "num_features = m rows, orthogonal in blocks of d (or iid Gaussian), row norms 'chi' "
+            "(unbiased) or 'sqrt_d'.")
+        .def_static(
+            "from_matrix",
+            [](py::handle w, double stabilizer) {
+                constexpr const char* fn = "PerformerFeatures.from_matrix";
+                const Array2 wa = array2(fn, "w", w, "(num_features, d)");
+                py::gil_scoped_release release;
+                if (wa.dtype == Dtype::F32) return Features::of(features_from<float>(view_of<float>(wa).ref(), stabilizer));
+                return Features::of(features_from<double>(view_of<double>(wa).ref(), stabilizer));
+            },
+            arg("w"), arg("stabilizer") = 1e-6, "Given W (num_features, d), finite; the dtype is w's.")
+        .def("redraw",
+             [](const Features& f) {
+                 return f.visit([](const auto& x) {
+                     auto next = x;
+                     next.redraw();
+                     return Features::of(std::move(next));
+                 });
+             },
+             "The next draw from the same seed (a new PerformerFeatures; this one is unchanged). "
+             "ValueError for features from from_matrix.")
+        .def_property_readonly("dtype", [](const Features& f) {
+            return f.dtype() == Dtype::F32 ? py::dtype::of<float>() : py::dtype::of<double>();
+        })
+        .def("num_features", [](const Features& f) { return f.visit([](const auto& x) { return x.num_features(); }); })
+        .def("dim", [](const Features& f) { return f.visit([](const auto& x) { return x.dim(); }); })
+        .def("stabilizer", [](const Features& f) { return f.visit([](const auto& x) { return x.stabilizer(); }); })
+        .def("seeded", [](const Features& f) { return f.visit([](const auto& x) { return x.seeded(); }); })
+        .def("seed", [](const Features& f) { return f.visit([](const auto& x) { return x.seed(); }); })
+        .def("draw_index", [](const Features& f) { return f.visit([](const auto& x) { return x.draw_index(); }); })
+        .def(
+            "matrix",
+            [](py::object self) {
+                const Features& f = self.cast<const Features&>();
+                return f.visit([&](const auto& x) { return matrix_view(x.matrix(), self); });
+            },
+            "W (num_features x d), a read-only view.")
+        .def("__repr__", [](const Features& f) {
+            return f.visit([&](const auto& x) {
+                return "attnx.PerformerFeatures(" + x.name() + ", dtype=" + dtype_name(f.dtype()) + ")";
+            });
+        });
+
+    py::class_<attnx::Linear<>>(m, "Linear",
+                                "Linear attention (elu(x) + 1 features) as a value: Linear(**options)(q, k, v).")
+        .def(py::init([](bool causal, py::handle key_padding_mask, double eps, Index chunk, bool check_finite) {
+                 return attnx::Linear<>{{},
+                                        linear_options("Linear", py::none(), causal, key_padding_mask, eps, chunk,
+                                                       check_finite)};
+             }),
+             py::kw_only(), arg("causal") = false, arg("key_padding_mask") = py::none(), arg("eps") = 1e-6,
+             arg("chunk") = 64, arg("check_finite") = true)
+        .def("__call__", [](const attnx::Linear<>& l, py::handle q, py::handle k, py::handle v) {
+            return call_mechanism("linear_attention", l, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def("name", &attnx::Linear<>::name)
+        .def("parameters", &attnx::Linear<>::parameters)
+        .def("__repr__", [](const attnx::Linear<>& l) { return repr_of("Linear", l.name(), l.parameters()); });
+
+    m.def(
+        "linear_attention",
+        [](py::handle q, py::handle k, py::handle v, bool causal, py::handle key_padding_mask, double eps, Index chunk,
+           bool check_finite) {
+            constexpr const char* fn = "linear_attention";
+            const attnx::Linear<> l{{}, linear_options(fn, py::none(), causal, key_padding_mask, eps, chunk, check_finite)};
+            return call_mechanism(fn, l, q, k, v);
+        },
+        arg("q"), arg("k"), arg("v"), py::kw_only(), arg("causal") = false, arg("key_padding_mask") = py::none(),
+        arg("eps") = 1e-6, arg("chunk") = 64, arg("check_finite") = true,
+        R"doc(Linear attention (Katharopoulos et al., arXiv:2006.16236, eqs. 4-7): φ(x) = elu(x) + 1,
+out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j) + eps) over the visible keys j (causal: j <= i,
+bottom-right aligned). O(n·d·d_v); causal in chunks of `chunk` tokens. No scale (φ has none).)doc");
+
+    py::class_<PyPerformer>(m, "Performer",
+                            "Performer (FAVOR+) attention as a value: Performer(features, **options)(q, k, v).")
+        .def(py::init([](const Features& f, py::handle scale, bool causal, py::handle key_padding_mask, double eps,
+                         Index chunk, bool check_finite) {
+                 return PyPerformer{f, linear_options("Performer", scale, causal, key_padding_mask, eps, chunk,
+                                                      check_finite)};
+             }),
+             arg("features"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
+             arg("key_padding_mask") = py::none(), arg("eps") = 1e-6, arg("chunk") = 64, arg("check_finite") = true)
+        .def("__call__", [](const PyPerformer& p, py::handle q, py::handle k, py::handle v) {
+            return call_performer("performer_attention", p, q, k, v);
+        }, arg("q"), arg("k"), arg("v"))
+        .def_property_readonly("features", [](const PyPerformer& p) { return p.features; })
+        .def("name", &PyPerformer::name)
+        .def("parameters", &PyPerformer::parameters)
+        .def("__repr__", [](const PyPerformer& p) { return repr_of("Performer", p.name(), p.parameters()); });
+
+    m.def(
+        "performer_attention",
+        [](py::handle q, py::handle k, py::handle v, const Features& features, py::handle scale, bool causal,
+           py::handle key_padding_mask, double eps, Index chunk, bool check_finite) {
+            constexpr const char* fn = "performer_attention";
+            const PyPerformer p{features, linear_options(fn, scale, causal, key_padding_mask, eps, chunk, check_finite)};
+            return call_performer(fn, p, q, k, v);
+        },
+        arg("q"), arg("k"), arg("v"), arg("features"), py::kw_only(), arg("scale") = py::none(),
+        arg("causal") = false, arg("key_padding_mask") = py::none(), arg("eps") = 1e-6, arg("chunk") = 64,
+        arg("check_finite") = true,
+        R"doc(Performer FAVOR+ attention (Choromanski et al., arXiv:2009.14794, eq. 7): linear_attention with the
+positive random features φ(x) = exp(Wx - ||x||²/2)/sqrt(m), x = sqrt(scale)·q (scale defaults to
+1/sqrt(d)), an unbiased estimate of softmax(scale · Q Kᵀ) V. features: PerformerFeatures of q's dtype.
+O(n·m·(d + d_v)).)doc");
+
+    py::class_<PyState>(m, "LinearAttentionState", R"doc(The decode state of linear attention or Performer for one
+sequence and head (Katharopoulos et al., eqs. 16-20): S = Σ φ(k_j) v_jᵀ and z = Σ φ(k_j), C x (d_v + 1),
+whatever the number of tokens absorbed. step(q, k, v) absorbs one token and returns its output in
+O(C·(d + d_v)); stepping through a sequence gives the causal batch result. Calls on one state are
+serialised (a lock), so threads may share it.)doc")
+        .def(py::init([](Index d, Index d_v, py::object features, py::handle scale, double eps, Index chunk,
+                         bool check_finite, py::handle dtype) {
+                 constexpr const char* fn = "LinearAttentionState";
+                 attnx::LinearAttentionOptions o = linear_options(fn, scale, false, py::none(), eps, chunk, check_finite);
+                 if (features.is_none()) {
+                     const Dtype dt = dtype.is_none() ? Dtype::F64 : dtype_arg(fn, dtype);
+                     if (dt == Dtype::F32) return std::make_unique<PyState>(EluState<float>(attnx::EluPlusOne{}, d, d_v, o));
+                     return std::make_unique<PyState>(EluState<double>(attnx::EluPlusOne{}, d, d_v, o));
+                 }
+                 if (!py::isinstance<Features>(features))
+                     type_error(fn, ": features must be None (elu + 1) or attnx.PerformerFeatures, got ",
+                                type_name(features));
+                 const Features& f = features.cast<const Features&>();
+                 if (!dtype.is_none() && dtype_arg(fn, dtype) != f.dtype())
+                     type_error(fn, ": dtype is ", dtype_name(dtype_arg(fn, dtype)), " but the features have ",
+                                dtype_name(f.dtype()));
+                 if (f.dtype() == Dtype::F32) return std::make_unique<PyState>(FavorState<float>(*f.f32, d, d_v, o));
+                 return std::make_unique<PyState>(FavorState<double>(*f.f64, d, d_v, o));
+             }),
+             arg("d"), arg("d_v"), py::kw_only(), arg("features") = py::none(), arg("scale") = py::none(),
+             arg("eps") = 1e-6, arg("chunk") = 64, arg("check_finite") = true, arg("dtype") = py::none(),
+             "features=None: elu + 1 (scale must stay None), dtype float64 unless given; features: FAVOR+ "
+             "with their dtype.")
+        .def(
+            "prefill",
+            [](PyState& p, py::handle k, py::handle v) {
+                const StateArgs a = state_args("LinearAttentionState.prefill", p, py::handle(), k, v);
+                with_state(p, a, -1, [](auto& s, const auto&, const auto& kr, const auto& vr, auto) {
+                    using State = std::decay_t<decltype(s)>;
+                    state_absorb<State, state_scalar<State>>(s, kr, vr);
+                });
+            },
+            arg("k"), arg("v"), "Absorbs K (n, d) and V (n, d_v) (the chunked algorithm, in parallel).")
+        .def(
+            "prefill",
+            [](PyState& p, py::handle q, py::handle k, py::handle v) {
+                constexpr const char* fn = "LinearAttentionState.prefill";
+                const StateArgs a = state_args(fn, p, q, k, v);
+                return with_state(p, a, a.q->rows, [](auto& s, const auto& qr, const auto& kr, const auto& vr, auto out) {
+                    using State = std::decay_t<decltype(s)>;
+                    state_prefill<State, state_scalar<State>>(s, qr, kr, vr, out);
+                });
+            },
+            arg("q"), arg("k"), arg("v"),
+            "Absorbs K, V and returns the causal outputs of Q (n, d_v): row i attends to every token absorbed "
+            "before and to keys 0..i of this call.")
+        .def(
+            "step",
+            [](PyState& p, py::handle q, py::handle k, py::handle v) {
+                constexpr const char* fn = "LinearAttentionState.step";
+                return p.visit([&](auto& s) -> py::array {
+                    using State = std::decay_t<decltype(s)>;
+                    using S = state_scalar<State>;
+                    const py::array_t<S> qa = vector_of<S>(fn, "q", q, s.dim(), "d");
+                    const py::array_t<S> ka = vector_of<S>(fn, "k", k, s.dim(), "d");
+                    const py::array_t<S> va = vector_of<S>(fn, "v", v, s.value_dim(), "d_v");
+                    py::array_t<S> out(static_cast<py::ssize_t>(s.value_dim()));
+                    S* data = out.mutable_data();
+                    {
+                        py::gil_scoped_release release;
+                        const std::lock_guard<std::mutex> lock(p.mutex);
+                        Eigen::Map<Matrix<S>, 0, Eigen::OuterStride<>> o(data, 1, s.value_dim(), Eigen::OuterStride<>(1));
+                        state_step<State, S>(s, row_ref(qa.data(), s.dim()), row_ref(ka.data(), s.dim()),
+                                             row_ref(va.data(), s.value_dim()), Out<S>(o));
+                    }
+                    return out;
+                });
+            },
+            arg("q"), arg("k"), arg("v"),
+            "Absorbs one token (k: (d,), v: (d_v,)) and returns the output of its query q (d,): a (d_v,) array "
+            "over every absorbed token, itself included.")
+        .def(
+            "query",
+            [](PyState& p, py::handle q) {
+                const StateArgs a = state_args("LinearAttentionState.query", p, q, py::handle(), py::handle());
+                return with_state(p, a, a.q->rows, [](auto& s, const auto& qr, const auto&, const auto&, auto out) {
+                    using State = std::decay_t<decltype(s)>;
+                    state_query<State, state_scalar<State>>(s, qr, out);
+                });
+            },
+            arg("q"), "Attention of every row of Q (n, d) over the absorbed tokens (non-causal), state unchanged.")
+        .def("reset", [](PyState& p) {
+            py::gil_scoped_release release;
+            const std::lock_guard<std::mutex> lock(p.mutex);
+            p.visit([](auto& s) { s.reset(); });
+        }, "Forgets every absorbed token.")
+        .def_property_readonly("tokens", [](PyState& p) { return p.visit([](const auto& s) { return s.tokens(); }); })
+        .def_property_readonly("dim", [](PyState& p) { return p.visit([](const auto& s) { return s.dim(); }); })
+        .def_property_readonly("value_dim", [](PyState& p) { return p.visit([](const auto& s) { return s.value_dim(); }); })
+        .def_property_readonly("feature_dim", [](PyState& p) { return p.visit([](const auto& s) { return s.feature_dim(); }); })
+        .def_property_readonly("dtype", [](PyState& p) {
+            return p.dtype() == Dtype::F32 ? py::dtype::of<float>() : py::dtype::of<double>();
+        })
+        .def("__repr__", &state_repr);
 
     // ----- estimate_error
     py::class_<attnx::ErrorEstimate>(m, "ErrorEstimate",

@@ -96,3 +96,28 @@ def inputs(n_q, d, n_k=None, d_v=None, seed=0, spread=2.0, dtype=np.float64):
     k = rng.standard_normal((n_k, d))
     v = rng.standard_normal((n_k, d_v))
     return q.astype(dtype), k.astype(dtype), v.astype(dtype)
+
+
+def elu_plus_one(x):
+    """φ(x) = elu(x) + 1 (Katharopoulos et al. 2020, eq. 7)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def favor_features(x, w, scale, stabilizer):
+    """FAVOR+ (Choromanski et al. 2021, eq. 7) as attnx defines it: x = sqrt(scale)·q,
+    φ(x) = (exp(Wx - |x|²/2) + stabilizer·exp(max_f (Wx)_f - |x|²/2)) / sqrt(m)."""
+    x = np.sqrt(scale) * np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    wx = x @ w.T
+    half = 0.5 * np.sum(x * x, axis=1, keepdims=True)
+    return (np.exp(wx - half) + stabilizer * np.exp(wx.max(axis=1, keepdims=True) - half)) / np.sqrt(w.shape[0])
+
+
+def feature_attention(phi_q, phi_k, v, causal=False, key_padding_mask=None):
+    """The dense form of feature-map attention: (φ(Q) φ(K)ᵀ ∘ allowed) [V | 1], row-normalised
+    (eps -> 0; a row that sees no key is 0)."""
+    a = phi_q @ phi_k.T * allowed_mask(phi_q.shape[0], phi_k.shape[0], causal, key_padding_mask)
+    num = a @ np.asarray(v, dtype=np.float64)
+    den = a.sum(axis=1, keepdims=True)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
