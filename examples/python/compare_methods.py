@@ -10,7 +10,10 @@ matplotlib.
 
 Budget = the attention-matrix entries a method evaluates, as a fraction of exact attention's
 n_q * n_k: (n*m + m*m + m*n) / n^2 for Nystrom with m landmarks, n*k / n^2 for Linformer with k
-projected keys, the kept fraction (density) for BigBird and Longformer.
+projected keys, the kept fraction (density) for BigBird and Longformer. The feature-map methods
+evaluate no entry; each query meets C features instead of n keys, so their budget is C / n, as
+Linformer's k / n: m random features for Performer (FAVOR+), d for linear attention (elu + 1,
+a different similarity, one point at the mean head dimension, for reference).
 
     python3 examples/python/compare_methods.py [--data tests/data/realdata] [--out error_vs_budget.png]
 """
@@ -36,20 +39,30 @@ def load_heads(data):
     return heads
 
 
-def methods(n):
-    """(family, parameters, budget, mechanism) for each method and budget at sequence length n."""
-    out = [("exact", "streaming", 1.0, attnx.Exact())]
+def methods(n, dims):
+    """(family, parameters, budget, mechanism_for) for each method and budget at sequence length n;
+    mechanism_for(d) is the mechanism for a head of dimension d (dims: the head dimensions seen;
+    only the random features depend on d)."""
+    def same(mech):
+        return lambda d: mech
+
+    out = [("exact", "streaming", 1.0, same(attnx.Exact()))]
     for m in (4, 8, 16, 32, 64):
-        out.append(("Nystrom", f"m = {m}", (2 * n * m + m * m) / n**2, attnx.Nystrom(num_landmarks=m)))
+        out.append(("Nystrom", f"m = {m}", (2 * n * m + m * m) / n**2, same(attnx.Nystrom(num_landmarks=m))))
     for k in (8, 16, 32, 64):
         proj = attnx.LinformerProjection.gaussian(k, n, seed=1)
-        out.append(("Linformer (random E, F)", f"k = {k}", k / n, attnx.Linformer(proj)))
+        out.append(("Linformer (random E, F)", f"k = {k}", k / n, same(attnx.Linformer(proj))))
     for r in (0, 1, 2, 3):
         layout = attnx.BlockLayout.bigbird(n, block=16, window=3, global_=1, random=r, seed=1)
-        out.append(("BigBird", f"b 16, w 3, g 1, r {r}", layout.density(), attnx.BlockSparse(layout)))
+        out.append(("BigBird", f"b 16, w 3, g 1, r {r}", layout.density(), same(attnx.BlockSparse(layout))))
     for w in (1, 3, 5):
         layout = attnx.BlockLayout.longformer(n, 16, w, 16)
-        out.append(("Longformer", f"b 16, w {w}, 16 global", layout.density(), attnx.BlockSparse(layout)))
+        out.append(("Longformer", f"b 16, w {w}, 16 global", layout.density(), same(attnx.BlockSparse(layout))))
+    for m in (16, 32, 64, 128):
+        per_d = {d: attnx.Performer(attnx.PerformerFeatures.draw(d, seed=1, num_features=m, dtype="float32"))
+                 for d in dims}
+        out.append(("Performer (FAVOR+)", f"m = {m}", m / n, per_d.__getitem__))
+    out.append(("linear (elu + 1)", "C = d", float(np.mean(dims)) / n, same(attnx.Linear())))
     return out
 
 
@@ -71,11 +84,12 @@ def main():
           f"{attnx.max_threads()} thread(s)")
     print(f"{'method':<24} {'parameters':<22} {'budget':>7} {'rel. error':>11} {'time ms':>8}")
     rows = []
-    for family, params, budget, mech in methods(n):
+    dims = [q.shape[1] for _, q, _, _ in heads]
+    for family, params, budget, mechanism_for in methods(n, sorted(set(dims))):
         best = float("inf")
         for _ in range(args.reps):
             start = time.perf_counter()
-            outs = [mech(q, k, v) for _, q, k, v in heads]
+            outs = [mechanism_for(q.shape[1])(q, k, v) for _, q, k, v in heads]
             best = min(best, time.perf_counter() - start)
         err = float(np.mean([attnx.compare(o, r).rel_fro for o, r in zip(outs, reference)]))
         rows.append((family, params, budget, err, best * 1e3))
@@ -92,10 +106,10 @@ def main():
         if family == "exact":
             ax.axvline(pts[0][0], color="grey", ls=":", label=f"exact (budget 1, error {pts[0][1]:.0e})")
             continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=family)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "s", label=family)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("budget: evaluated attention entries / (n_q n_k)")
+    ax.set_xlabel("budget: evaluated attention entries / (n_q n_k); features / n for feature maps")
     ax.set_ylabel("relative Frobenius error vs exact (mean over heads)")
     ax.set_title(f"attnx on real attention (USE Lite, {len(heads)} heads, n = {n})")
     ax.grid(True, which="both", alpha=0.3)
