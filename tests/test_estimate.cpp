@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // attnx::estimate_error: the normal quantile, the row sampler (pinned, uniform, seeded), s = N
 // giving the exact error with a zero-width interval, the exact rows under causal and padding
-// masks, the coverage of the interval over 100 seeded trials, and every documented error.
+// masks, the coverage of the interval over 100 seeded trials, and every documented error; and
+// estimate_error_per_head over the items of a multi-head layer.
 #include <attnx/estimate.hpp>
 #include <attnx/exact.hpp>
 #include <attnx/mechanisms.hpp>
 #include <attnx/metrics.hpp>
+#include <attnx/multi_head.hpp>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "../examples/example_inputs.hpp"
@@ -267,4 +270,140 @@ TEST(EstimateError, BadOptionsThrowBeforeAnyWork) {
     // The mechanism's own errors come from its call, before it does any work.
     EXPECT_THAT([&] { attnx::estimate_error(nystrom(101), x.q, x.k, x.v, ten); },
                 ThrowsMessage<attnx::invalid_argument>(HasSubstr("nystrom_attention: num_landmarks (m = 101)")));
+}
+
+// ---- estimate_error_per_head: every item (b, h) of a multi-head layer
+
+namespace {
+
+/// Rows [0, rows) of head h of sequence b of a contiguous (B, N, H, D) buffer.
+Matrix<double> head_slice(const Matrix<double>& bnhd, Index n, Index heads, Index d, Index b, Index h, Index rows) {
+    Matrix<double> m(rows, d);
+    for (Index t = 0; t < rows; ++t)
+        for (Index j = 0; j < d; ++j) m(t, j) = bnhd.data()[((b * n + t) * heads + h) * d + j];
+    return m;
+}
+
+}  // namespace
+
+// With samples >= every item's rows, each item's estimate is its exact error: the single-head
+// mechanism on the cut sequence (the layer's lengths, causal flag and scale applied) against
+// exact attention with the same options, computed here by hand. Grouped-query heads (H_q = 4,
+// H_kv = 2), two sequences of different lengths, one of a single query row (s = N = 1) and
+// one item with no keys. Double: both sides compute the same rows in a different grouping,
+// so they agree to rounding (1e-12 relative).
+TEST(EstimateErrorPerHead, EveryRowGivesEachItemsExactError) {
+    const Index B = 3, N = 20, Hq = 4, Hkv = 2, D = 8, Dv = 6;
+    // Flat (B, N, H, D) buffers (1 x size matrices).
+    const Matrix<double> qb = attnx::random_normal<double>(1, B * N * Hq * D, 5, 1, 0.0, 1.5);
+    const Matrix<double> kb = attnx::random_normal<double>(1, B * N * Hkv * D, 5, 2, 0.0, 1.5);
+    const Matrix<double> vb = attnx::random_normal<double>(1, B * N * Hkv * Dv, 5, 3, 0.0, 1.0);
+    const auto qv = attnx::HeadsView<const double>::bnhd(qb.data(), B, N, Hq, D);
+    const auto kv = attnx::HeadsView<const double>::bnhd(kb.data(), B, N, Hkv, D);
+    const auto vv = attnx::HeadsView<const double>::bnhd(vb.data(), B, N, Hkv, Dv);
+    attnx::MultiHeadOptions mo;
+    mo.causal = true;
+    mo.scale = 0.3;
+    mo.query_lengths = {N, 1, 7};
+    mo.key_lengths = {N, 9, 0};
+    // FAVOR+ (any sizes, causal, with a scale): every item shape above is valid.
+    attnx::RandomFeatureOptions fo;
+    fo.num_features = 16;
+    const attnx::Performer<double> mech{attnx::PositiveRandomFeatures<double>::draw(D, 4, fo), {}};
+    EstimateOptions eo;
+    eo.samples = 1000;
+    const std::vector<ErrorEstimate> est = attnx::estimate_error_per_head(mech, qv, kv, vv, mo, eo);
+    ASSERT_EQ(est.size(), static_cast<std::size_t>(B * Hq));
+    for (Index b = 0; b < B; ++b)
+        for (Index h = 0; h < Hq; ++h) {
+            const ErrorEstimate& e = est[static_cast<std::size_t>(b * Hq + h)];
+            const Index lq = mo.query_lengths[static_cast<std::size_t>(b)], lk = mo.key_lengths[static_cast<std::size_t>(b)];
+            SCOPED_TRACE("b = " + std::to_string(b) + ", h = " + std::to_string(h));
+            if (lk == 0) {
+                EXPECT_EQ(e.rel_fro, 0.0);
+                EXPECT_EQ(e.ci_high, 0.0);
+                EXPECT_EQ(e.samples, 0);
+                EXPECT_EQ(e.population, lq);
+                continue;
+            }
+            const Matrix<double> qs = head_slice(qb, N, Hq, D, b, h, lq);
+            const Matrix<double> ks = head_slice(kb, N, Hkv, D, b, h / 2, lk);
+            const Matrix<double> vs = head_slice(vb, N, Hkv, Dv, b, h / 2, lk);
+            attnx::LinearAttentionOptions lo;
+            lo.causal = true;
+            lo.scale = 0.3;
+            const Matrix<double> approx = attnx::performer_attention(qs, ks, vs, mech.features, lo);
+            attnx::ExactOptions xo;
+            xo.causal = true;
+            xo.scale = 0.3;
+            const Matrix<double> exact = attnx::exact_attention(qs, ks, vs, xo);
+            const double want = attnx::compare(approx, exact).rel_fro;
+            EXPECT_EQ(e.samples, lq);
+            EXPECT_EQ(e.population, lq);
+            EXPECT_NEAR(e.rel_fro, want, 1e-12 * want);
+            EXPECT_EQ(e.ci_low, e.rel_fro);
+            EXPECT_EQ(e.ci_high, e.rel_fro);
+        }
+}
+
+// Sampled: each item's estimate is estimate_error on that item's slices with the same options
+// and seed, bit for bit (same rows, same sums); Nyström, padded keys from a B x N_k mask.
+TEST(EstimateErrorPerHead, SampledItemsEqualSingleHeadEstimates) {
+    const Index B = 2, N = 64, H = 2, D = 8;
+    Matrix<double> q = attnx::random_normal<double>(1, B * N * H * D, 7, 1, 0.0, 1.5);
+    Matrix<double> k = attnx::random_normal<double>(1, B * N * H * D, 7, 2, 0.0, 1.5);
+    Matrix<double> v = attnx::random_normal<double>(1, B * N * H * D, 7, 3, 0.0, 1.0);
+    const auto qv = attnx::HeadsView<const double>::bnhd(q.data(), B, N, H, D);
+    const auto kv = attnx::HeadsView<const double>::bnhd(k.data(), B, N, H, D);
+    const auto vv = attnx::HeadsView<const double>::bnhd(v.data(), B, N, H, D);
+    attnx::MultiHeadOptions mo;
+    mo.key_padding_mask.assign(static_cast<std::size_t>(B * N), false);
+    mo.key_padding_mask[3] = mo.key_padding_mask[N + 40] = true;
+    EstimateOptions eo;
+    eo.samples = 12;
+    eo.seed = 3;
+    const attnx::Nystrom mech = nystrom(8);
+    const std::vector<ErrorEstimate> est = attnx::estimate_error_per_head(mech, qv, kv, vv, mo, eo);
+    for (Index b = 0; b < B; ++b)
+        for (Index h = 0; h < H; ++h) {
+            attnx::Nystrom item = mech;
+            item.options.key_padding_mask.assign(mo.key_padding_mask.begin() + b * N,
+                                                 mo.key_padding_mask.begin() + (b + 1) * N);
+            const ErrorEstimate want = attnx::estimate_error(item, head_slice(q, N, H, D, b, h, N),
+                                                             head_slice(k, N, H, D, b, h, N),
+                                                             head_slice(v, N, H, D, b, h, N), eo);
+            const ErrorEstimate& got = est[static_cast<std::size_t>(b * H + h)];
+            EXPECT_EQ(got.rel_fro, want.rel_fro);
+            EXPECT_EQ(got.ci_low, want.ci_low);
+            EXPECT_EQ(got.ci_high, want.ci_high);
+            EXPECT_EQ(got.samples, 12);
+            EXPECT_EQ(got.population, N);
+        }
+}
+
+TEST(EstimateErrorPerHead, BadArgumentsThrowBeforeAnyWork) {
+    std::vector<float> x(2 * 8 * 2 * 4, 0.5f);
+    const auto q = attnx::HeadsView<const float>::bnhd(x.data(), 2, 8, 2, 4);
+    const auto k3 = attnx::HeadsView<const float>::bnhd(x.data(), 2, 8, 3, 4);
+    EstimateOptions eo;
+    eo.samples = 1;
+    EXPECT_THAT([&] { attnx::estimate_error_per_head(attnx::Exact{}, q, q, q, {}, eo); },
+                ThrowsMessage<attnx::invalid_argument>(HasSubstr("estimate_error_per_head: samples (s = 1) must be >= 2")));
+    eo.samples = 4;
+    eo.confidence = 1.0;
+    EXPECT_THAT([&] { attnx::estimate_error_per_head(attnx::Exact{}, q, q, q, {}, eo); },
+                ThrowsMessage<attnx::invalid_argument>(HasSubstr("confidence (1) must be in the open interval")));
+    eo.confidence = 0.9;
+    EXPECT_THAT([&] { attnx::estimate_error_per_head(attnx::Exact{}, q, k3, k3, {}, eo); },
+                ThrowsMessage<attnx::invalid_argument>(HasSubstr("not a multiple of the H_kv = 3")));
+    // An item's own error carries the item: Nyström's m = 6 > the 5 keys of sequence 1.
+    attnx::MultiHeadOptions mo;
+    mo.key_lengths = {8, 5};
+    mo.query_lengths = {8, 5};
+    EXPECT_THAT([&] { attnx::estimate_error_per_head(nystrom(6), q, q, q, mo, eo); },
+                ThrowsMessage<attnx::invalid_argument>(HasSubstr("batch 1, head 0 (key/value head 0)")));
+    // s = N is allowed for a single row (the exact error); below that the interval needs two.
+    const Matrix<double> one = Matrix<double>::Ones(1, 4), keys = Matrix<double>::Ones(3, 4);
+    eo.samples = 1;
+    EXPECT_EQ(attnx::estimate_error(attnx::Exact{}, one, keys, keys, eo).samples, 1);
 }

@@ -37,8 +37,13 @@
 /// O(n·d) input scan (with check_finite) and O(N/8) bytes for the sampling. At n = 65536, d = 64,
 /// s = 256 the exact rows are 4.3 GFLOP (bench_estimate measures the ratio to the mechanism).
 ///
+/// Per head. estimate_error_per_head(mechanism, q, k, v, multi_head_options, options) estimates the
+/// error of multi_head_attention for every item (b, h) of a batch of heads: it runs the layer once
+/// (all its parallelism), then estimates each item from its own sampled rows against the item's
+/// exact attention (its lengths, mask, causal flag and scale, as multi_head_attention applies them).
+///
 /// Errors (attnx::invalid_argument, before any work): the shapes of Q, K, V as in
-/// exact_attention; samples < 2 or samples > N; confidence not in the open interval (0, 1); a
+/// exact_attention; samples < 2 (unless s = N: every row, the exact error) or samples > N; confidence not in the open interval (0, 1); a
 /// query_padding_mask whose length is not n_q; the mechanism's own option errors (from its
 /// call); NaN/Inf or overflowing inputs (with check_finite). An exact row that overflowed throws
 /// after the work, as every mechanism's result check does.
@@ -60,6 +65,7 @@
 #include "attnx/detail/mask.hpp"
 #include "attnx/detail/online_softmax.hpp"
 #include "attnx/mechanisms.hpp"
+#include "attnx/multi_head.hpp"
 #include "attnx/random.hpp"
 
 namespace attnx {
@@ -225,10 +231,10 @@ Index estimate_population(const char* fn, const Mech& mech, Index n_q, const Est
             if (!(*qpad)[static_cast<std::size_t>(i)]) unpadded.push_back(i);
         population = static_cast<Index>(unpadded.size());
     }
-    if (eo.samples < 2 || eo.samples > population)
+    if ((eo.samples < 2 && eo.samples != population) || eo.samples > population)
         throw_invalid(fn, ": samples (s = ", eo.samples, ") must satisfy 2 <= s <= N (N = ", population,
                       population == n_q ? " query rows = q.rows()" : " unpadded query rows",
-                      "): the interval needs two rows, and rows are drawn without replacement");
+                      "), or be N: the interval needs two rows, and rows are drawn without replacement");
     return population;
 }
 
@@ -331,6 +337,95 @@ ErrorEstimate estimate_error(const Mech& mech, const Eigen::MatrixBase<DQ>& q, c
     const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v), ar(approx);
     const detail::Magnitudes mag = detail::check_inputs<Scalar>(fn, mech.options, qr, kr, vr);
     return detail::estimate_checked<Scalar>(fn, mech, qr, kr, vr, ar, mag, population, unpadded, options);
+}
+
+/// The error estimate of every item of multi_head_attention(mechanism, q, k, v, out,
+/// multi_head_options) (multi_head.hpp: layouts, grouped-query heads, lengths, masks): element
+/// b·H_q + h is estimate_error for the item (b, h), i.e. the mechanism with the item's options
+/// on its cut sequence (first L_q queries, first L_k keys) against exact attention with the same
+/// options, from min(options.samples, N_bh) sampled rows, where N_bh is the item's population
+/// (L_q, less Nyström's padded queries). So a short sequence (N_bh <= s) gets its exact error with
+/// a zero-width interval; an item with L_q = 0 or L_k = 0 has zero output in the layer and in
+/// exact attention: its estimate is 0 with interval [0, 0] (samples 0, population L_q or 0).
+/// Sampling seeds are options.seed for every item (the rows differ with the item's N_bh only).
+///
+/// Shapes: q (B, N_q, H_q, D), k (B, N_k, H_kv, D), v (B, N_k, H_kv, D_v), any strides; the
+/// result has B·H_q entries. Cost: one multi_head_attention call into a B·N_q·H_q·D_v buffer,
+/// plus per item O(s·L_k·D) for the exact rows (threads inside each item's exact kernel) and
+/// O((L_q + L_k)·(D + D_v)) to gather its slices. Errors: those of multi_head_attention (before
+/// any work), samples < 2 or confidence outside (0, 1) (before any work), and those of
+/// estimate_error for an item, prefixed with "batch b, head h (key/value head h_kv)".
+template <typename M, typename TQ, typename TK, typename TV>
+std::vector<ErrorEstimate> estimate_error_per_head(const M& mechanism, const HeadsView<TQ>& q,
+                                                   const HeadsView<TK>& k, const HeadsView<TV>& v,
+                                                   const MultiHeadOptions& multi_head_options = {},
+                                                   const EstimateOptions& options = {}) {
+    using S = std::remove_const_t<TQ>;
+    constexpr const char* fn = "estimate_error_per_head";
+    if (options.samples < 2)
+        detail::throw_invalid(fn, ": samples (s = ", options.samples,
+                              ") must be >= 2 (items with fewer rows use all of them)");
+    if (!(std::isfinite(options.confidence) && options.confidence > 0 && options.confidence < 1))
+        detail::throw_invalid(fn, ": confidence (", options.confidence,
+                              ") must be in the open interval (0, 1), e.g. 0.95");
+    const MultiHeadOptions& mo = multi_head_options;
+    const Index batch = q.batch, n_q = q.tokens, h_q = q.heads, d = q.dim, n_k = k.tokens, dv = v.dim;
+    // The sizes the buffer below needs; multi_head_attention checks everything else before work.
+    detail::check_view(fn, detail::shape_of_view("q", q));
+    detail::check_view(fn, detail::shape_of_view("v", v));
+    if (static_cast<long double>(batch) * n_q * h_q * dv > static_cast<long double>(std::numeric_limits<Index>::max()))
+        detail::throw_invalid(fn, ": the output B * N_q * H_q * D_v = ", batch, " * ", n_q, " * ", h_q, " * ", dv,
+                              " elements overflows Index");
+    // The layer's output, contiguous (B, N_q, H_q, D_v).
+    Matrix<S> approx_buffer(std::max<Index>(batch * n_q * h_q, 1), dv);
+    const HeadsView<S> approx = HeadsView<S>::strided(approx_buffer.data(), batch, n_q, h_q, dv, n_q * h_q * dv,
+                                                      h_q * dv, dv, 1);
+    multi_head_attention(mechanism, q, k, v, approx, mo);
+
+    const HeadsView<const S> qc{q.data, batch, n_q, h_q, d, q.stride_batch, q.stride_token, q.stride_head, q.stride_dim};
+    const HeadsView<const S> kc{k.data, batch, n_k, k.heads, d, k.stride_batch, k.stride_token, k.stride_head,
+                                k.stride_dim};
+    const HeadsView<const S> vc{v.data, batch, n_k, v.heads, dv, v.stride_batch, v.stride_token, v.stride_head,
+                                v.stride_dim};
+    const HeadsView<const S> ac{approx.data, batch, n_q, h_q, dv, approx.stride_batch, approx.stride_token,
+                                approx.stride_head, approx.stride_dim};
+    const Index group = h_q / k.heads;
+    std::vector<ErrorEstimate> out(static_cast<std::size_t>(batch * h_q));
+    M item = mechanism;
+    detail::apply_layer_options(item, mo);
+    Matrix<S> qm, km, vm, am;
+    for (Index b = 0; b < batch; ++b) {
+        const std::pair<Index, Index> len = detail::item_lengths(mo, b, n_q, n_k);
+        const Index lq = len.first, lk = len.second;
+        detail::set_item_mask(item, mo, b, n_k);
+        for (Index h = 0; h < h_q; ++h) {
+            ErrorEstimate& e = out[static_cast<std::size_t>(b * h_q + h)];
+            if (lq == 0 || lk == 0) {  // zero rows in the layer and in exact attention
+                e.population = lk == 0 ? lq : 0;
+                continue;
+            }
+            qm.resize(lq, d);
+            am.resize(lq, dv);
+            km.resize(lk, d);
+            vm.resize(lk, dv);
+            detail::gather_slice<S>(qc, b, h, lq, qm.data());
+            detail::gather_slice<S>(ac, b, h, lq, am.data());
+            detail::gather_slice<S>(kc, b, h / group, lk, km.data());
+            detail::gather_slice<S>(vc, b, h / group, lk, vm.data());
+            Index population = lq;  // less Nyström's padded queries, when its mask fits the item
+            if (const std::vector<bool>* qpad = detail::query_padding_of(item.options))
+                if (static_cast<Index>(qpad->size()) == lq)
+                    population = static_cast<Index>(std::count(qpad->begin(), qpad->end(), false));
+            EstimateOptions eo = options;
+            eo.samples = std::min(options.samples, population);
+            try {
+                e = estimate_error(item, qm, km, vm, am, eo);
+            } catch (const invalid_argument&) {
+                detail::rethrow_item(fn, std::current_exception(), detail::item_name(b, h, group));
+            }
+        }
+    }
+    return out;
 }
 
 }  // namespace attnx

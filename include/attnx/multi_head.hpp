@@ -406,6 +406,34 @@ ATTNX_OMP(critical(attnx_multi_head_error))
     }
 }
 
+/// The layer's options on a copy of the mechanism (scale, causal): what every item shares.
+template <typename M>
+void apply_layer_options(M& m, const MultiHeadOptions& o) {
+    if (o.scale) m.options.scale = o.scale;
+    if (o.causal) m.options.causal = true;
+}
+
+/// Item b's key padding mask (row b of the layer's B x N_k mask) on the mechanism, if the layer
+/// has a mask; assign reuses the capacity.
+template <typename M>
+void set_item_mask(M& m, const MultiHeadOptions& o, Index b, Index n_k) {
+    if (o.key_padding_mask.empty()) return;
+    const auto first = o.key_padding_mask.begin() + static_cast<std::ptrdiff_t>(b * n_k);
+    m.options.key_padding_mask.assign(first, first + static_cast<std::ptrdiff_t>(n_k));
+}
+
+/// (L_q, L_k) of sequence b: its query and key lengths (N_q, N_k without lengths).
+inline std::pair<Index, Index> item_lengths(const MultiHeadOptions& o, Index b, Index n_q, Index n_k) {
+    return {o.query_lengths.empty() ? n_q : o.query_lengths[static_cast<std::size_t>(b)],
+            o.key_lengths.empty() ? n_k : o.key_lengths[static_cast<std::size_t>(b)]};
+}
+
+/// "batch b, head h (key/value head h_kv)", the prefix of an item's error.
+inline std::string item_name(Index b, Index h, Index group) {
+    return "batch " + std::to_string(b) + ", head " + std::to_string(h) + " (key/value head " +
+           std::to_string(h / group) + ")";
+}
+
 /// Per-thread scratch of multi_head_attention, allocated once per call.
 template <typename M, typename Scalar>
 struct HeadScratch {
@@ -434,8 +462,8 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
     parallel = threads > 1 && n_items >= 2 * static_cast<Index>(threads);
     const int slots = parallel ? threads : 1;
 
-    const auto len_q = [&](Index b) { return o.query_lengths.empty() ? n_q : o.query_lengths[static_cast<std::size_t>(b)]; };
-    const auto len_k = [&](Index b) { return o.key_lengths.empty() ? n_k : o.key_lengths[static_cast<std::size_t>(b)]; };
+    const auto len_q = [&](Index b) { return item_lengths(o, b, n_q, n_k).first; };
+    const auto len_k = [&](Index b) { return item_lengths(o, b, n_q, n_k).second; };
 
     // Scratch, before any parallel region (allocation may throw).
     std::vector<HeadScratch<M, Scalar>> scratch(static_cast<std::size_t>(slots),
@@ -445,16 +473,10 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
         s.k.resize(std::max<Index>(n_k, 1), d);
         s.v.resize(std::max<Index>(n_k, 1), dv);
         s.out.resize(n_q, dv);
-        if (o.scale) s.mech.options.scale = o.scale;
-        if (o.causal) s.mech.options.causal = true;
+        apply_layer_options(s.mech, o);
         if (!o.key_padding_mask.empty()) s.mech.options.key_padding_mask.reserve(static_cast<std::size_t>(n_k));
     }
-    // The item's key padding mask: row b of the layer's mask (assign reuses the capacity).
-    const auto set_mask = [&](M& m, Index b) {
-        if (o.key_padding_mask.empty()) return;
-        const auto first = o.key_padding_mask.begin() + static_cast<std::ptrdiff_t>(b * n_k);
-        m.options.key_padding_mask.assign(first, first + static_cast<std::ptrdiff_t>(n_k));
-    };
+    const auto set_mask = [&](M& m, Index b) { set_item_mask(m, o, b, n_k); };
     const auto load_kv = [&](HeadScratch<M, Scalar>& s, Index b, Index hk, Index lk) {
         const Index key = b * h_kv + hk;
         if (s.loaded == key) return;
@@ -463,11 +485,7 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
         gather_slice<Scalar>(v, b, hk, lk, s.v.data());
         s.loaded = key;
     };
-    const auto item_name = [&](Index i) {
-        const Index b = i / h_q, h = i % h_q;
-        return "batch " + std::to_string(b) + ", head " + std::to_string(h) + " (key/value head " +
-               std::to_string(h / group) + ")";
-    };
+    const auto name_of = [&](Index i) { return item_name(i / h_q, i % h_q, group); };
 
     if constexpr (has_key_state<M>::value) {
         // Key side once per (b, key/value head), then every query head against its state.
@@ -498,7 +516,7 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
             }
             scatter_slice<Scalar>(s.out.data(), rows, out, b, h);
         });
-        if (qs.first) rethrow_item(fn, qs.first, item_name(qs.second));
+        if (qs.first) rethrow_item(fn, qs.first, name_of(qs.second));
     } else {
         const auto r = run_items(n_items, parallel, threads, [&](Index i, int t) {
             HeadScratch<M, Scalar>& s = scratch[static_cast<std::size_t>(t)];
@@ -514,7 +532,7 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
             }
             scatter_slice<Scalar>(s.out.data(), rows, out, b, h);
         });
-        if (r.first) rethrow_item(fn, r.first, item_name(r.second));
+        if (r.first) rethrow_item(fn, r.first, name_of(r.second));
     }
 }
 
