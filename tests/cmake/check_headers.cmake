@@ -1,10 +1,12 @@
 # Compiles each public header alone (included twice: include guards; C++17 with -fopenmp, so the
 # OpenMP pragmas are compiled too) and instantiate_all.cpp (every entry point for float and
-# double) for C++17/C++20, with and without -fopenmp, all with -Werror. The single-header units
+# double) in the configurations CONFIGS names (C++17/C++20, with and without -fopenmp), all
+# with -Werror. The single-header units
 # only prove that each header is self-contained, which the standard and OpenMP do not change;
 # the template code is checked in all four configurations through instantiate_all.cpp.
 # Run with cmake -P.
 separate_arguments(HEADERS)
+separate_arguments(CONFIGS)
 file(MAKE_DIRECTORY "${WORK_DIR}")
 set(_sources "")
 foreach(h ${HEADERS})
@@ -40,16 +42,21 @@ endfunction()
 foreach(src ${_sources})
   compile_unit("${src}" 17 "-fopenmp" syntax)
 endforeach()
-# OBJECT_COMPILE=OFF (the second compiler): every configuration for syntax only, since the
-# optimiser-dependent warnings are checked once already by the first compiler's full build.
-if(OBJECT_COMPILE)
-  compile_unit("${INSTANTIATE}" 17 "-fopenmp" object)
-else()
-  compile_unit("${INSTANTIATE}" 17 "-fopenmp" syntax)
-endif()
-compile_unit("${INSTANTIATE}" 17 "" syntax)
-compile_unit("${INSTANTIATE}" 20 "" syntax)
-compile_unit("${INSTANTIATE}" 20 "-fopenmp" syntax)
+# CONFIGS: the instantiate_all.cpp configurations this compiler checks, "std:omp|noomp:object|syntax"
+# each. With two compilers the four (C++17/20 x with/without OpenMP) are shared between them,
+# each checked once (the first compiler also does the one full -O1 object compile, for the
+# warnings that need the optimiser); with one compiler it checks all four.
+foreach(cfg ${CONFIGS})
+  string(REPLACE ":" ";" _parts "${cfg}")
+  list(GET _parts 0 _std)
+  list(GET _parts 1 _omp)
+  list(GET _parts 2 _mode)
+  if(_omp STREQUAL "omp")
+    compile_unit("${INSTANTIATE}" ${_std} "-fopenmp" ${_mode})
+  else()
+    compile_unit("${INSTANTIATE}" ${_std} "" ${_mode})
+  endif()
+endforeach()
 if(_failed GREATER 0)
   message(FATAL_ERROR "${_failed} header compilations failed")
 endif()
