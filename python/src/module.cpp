@@ -513,6 +513,12 @@ py::array call_performer(const char* fn, const PyPerformer& mech, py::handle q, 
     });
 }
 
+/// How to fix a dtype mismatch with a state (whose dtype is fixed when it is made).
+std::string state_dtype_hint(Dtype state) {
+    return std::string(" (a state keeps the dtype it was made with: make it with dtype='") +
+           (state == Dtype::F32 ? "float64" : "float32") + "' (or features of that dtype), or convert the arrays)";
+}
+
 /// A 1-d float array of `size` entries as a 1 x size matrix of S (copied to contiguous memory if
 /// needed); TypeError for another rank or dtype, ValueError for another length.
 template <typename S>
@@ -521,7 +527,8 @@ py::array_t<S> vector_of(const char* fn, const char* name, py::handle obj, Index
     const Dtype want = std::is_same<S, float>::value ? Dtype::F32 : Dtype::F64;
     const Dtype got = float_dtype(fn, name, a, obj);
     if (got != want)
-        type_error(fn, ": ", name, " has dtype ", dtype_name(got), " but the state has ", dtype_name(want));
+        type_error(fn, ": ", name, " has dtype ", dtype_name(got), " but the state has ", dtype_name(want),
+                   state_dtype_hint(want));
     if (a.ndim() != 1)
         type_error(fn, ": ", name, " must be a 1-d array (one token), got shape ", shape_string(a));
     if (a.shape(0) != size) value_error(fn, ": ", name, " has ", a.shape(0), " entries but ", size_name, " = ", size);
@@ -564,7 +571,8 @@ StateArgs state_args(const char* fn, const PyState& p, py::handle q, py::handle 
         if (!obj) return;
         x = array2(fn, name, obj, hint);
         if (x->dtype != p.dtype())
-            type_error(fn, ": ", name, " has dtype ", dtype_name(x->dtype), " but the state has ", dtype_name(p.dtype()));
+            type_error(fn, ": ", name, " has dtype ", dtype_name(x->dtype), " but the state has ", dtype_name(p.dtype()),
+                       state_dtype_hint(p.dtype()));
     };
     one(a.q, "q", q, "(n, d)");
     one(a.k, "k", k, "(n, d)");
@@ -1260,13 +1268,15 @@ redraw() returns the next draw as a new object.)doc")
 
     py::class_<attnx::Linear<>>(m, "Linear",
                                 "Linear attention (elu(x) + 1 features) as a value: Linear(**options)(q, k, v).")
-        .def(py::init([](bool causal, py::handle key_padding_mask, double eps, Index chunk, bool check_finite) {
+        .def(py::init([](py::handle scale, bool causal, py::handle key_padding_mask, double eps, Index chunk,
+                         bool check_finite) {
                  return attnx::Linear<>{{},
-                                        linear_options("Linear", py::none(), causal, key_padding_mask, eps, chunk,
+                                        linear_options("Linear", scale, causal, key_padding_mask, eps, chunk,
                                                        check_finite)};
              }),
-             py::kw_only(), arg("causal") = false, arg("key_padding_mask") = py::none(), arg("eps") = 1e-6,
-             arg("chunk") = 64, arg("check_finite") = true)
+             py::kw_only(), arg("scale") = py::none(), arg("causal") = false, arg("key_padding_mask") = py::none(),
+             arg("eps") = 1e-6, arg("chunk") = 64, arg("check_finite") = true,
+             "scale must stay None: elu + 1 has no scale (a set one is a ValueError when called).")
         .def("__call__", [](const attnx::Linear<>& l, py::handle q, py::handle k, py::handle v) {
             return call_mechanism("linear_attention", l, q, k, v);
         }, arg("q"), arg("k"), arg("v"))
@@ -1276,17 +1286,18 @@ redraw() returns the next draw as a new object.)doc")
 
     m.def(
         "linear_attention",
-        [](py::handle q, py::handle k, py::handle v, bool causal, py::handle key_padding_mask, double eps, Index chunk,
-           bool check_finite) {
+        [](py::handle q, py::handle k, py::handle v, py::handle scale, bool causal, py::handle key_padding_mask,
+           double eps, Index chunk, bool check_finite) {
             constexpr const char* fn = "linear_attention";
-            const attnx::Linear<> l{{}, linear_options(fn, py::none(), causal, key_padding_mask, eps, chunk, check_finite)};
+            const attnx::Linear<> l{{}, linear_options(fn, scale, causal, key_padding_mask, eps, chunk, check_finite)};
             return call_mechanism(fn, l, q, k, v);
         },
-        arg("q"), arg("k"), arg("v"), py::kw_only(), arg("causal") = false, arg("key_padding_mask") = py::none(),
-        arg("eps") = 1e-6, arg("chunk") = 64, arg("check_finite") = true,
+        arg("q"), arg("k"), arg("v"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
+        arg("key_padding_mask") = py::none(), arg("eps") = 1e-6, arg("chunk") = 64, arg("check_finite") = true,
         R"doc(Linear attention (Katharopoulos et al., arXiv:2006.16236, eqs. 4-7): φ(x) = elu(x) + 1,
 out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j) + eps) over the visible keys j (causal: j <= i,
-bottom-right aligned). O(n·d·d_v); causal in chunks of `chunk` tokens. No scale (φ has none).)doc");
+bottom-right aligned). O(n·d·d_v); causal in chunks of `chunk` tokens. scale must stay None (φ has
+none; a set one is a ValueError saying so).)doc");
 
     py::class_<PyPerformer>(m, "Performer",
                             "Performer (FAVOR+) attention as a value: Performer(features, **options)(q, k, v).")

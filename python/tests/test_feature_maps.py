@@ -122,12 +122,14 @@ def test_feature_map_errors():
         state.step(q[0, :3], k[0], v[0])
     with pytest.raises(TypeError, match="1-d"):
         state.step(q[:1], k[0], v[0])
-    with pytest.raises(TypeError, match="dtype float32 but the state has float64"):
+    with pytest.raises(TypeError, match="dtype float32 but the state has float64 .*dtype='float32'"):
         state.step(q[0].astype(np.float32), k[0], v[0])
     with pytest.raises(TypeError, match="features must be None"):
         attnx.LinearAttentionState(4, 4, features="favor")
-    with pytest.raises(ValueError):
-        attnx.LinearAttentionState(4, 4, scale=0.5)  # elu + 1 has no scale
+    for call in (lambda: attnx.LinearAttentionState(4, 4, scale=0.5), lambda: attnx.linear_attention(q, k, v, scale=0.5),
+                 lambda: attnx.Linear(scale=0.5)(q, k, v)):
+        with pytest.raises(ValueError, match="does not use one"):  # elu + 1 has no scale
+            call()
     assert state.tokens == 0  # nothing was absorbed by the failed calls
 
 
