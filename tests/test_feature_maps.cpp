@@ -459,7 +459,7 @@ TEST(FeatureMaps, MechanismValuesDescribeThemselves) {
     EXPECT_EQ(lin.name(), "linear");
     EXPECT_EQ(lin.parameters(), "elu(x) + 1");
     lin.options.causal = true;
-    EXPECT_EQ(lin.parameters(), "elu(x) + 1, chunk 64");
+    EXPECT_EQ(lin.parameters(), "elu(x) + 1, causal, chunk 64");  // chunk: the causal algorithm's only
     const attnx::Performer<float> perf{PositiveRandomFeatures<float>::draw(8, 1), {}};
     EXPECT_EQ(perf.name(), "performer");
     EXPECT_EQ(perf.parameters(), "FAVOR+ m = 256, orthogonal, seed 1");

@@ -203,7 +203,7 @@ struct Linear {
 
     std::string name() const { return "linear"; }
     std::string parameters() const {
-        return detail::join_parameters(detail::feature_map_name(map), options.causal ? ", chunk " : "",
+        return detail::join_parameters(detail::feature_map_name(map), options.causal ? ", causal, chunk " : "",
                                        options.causal ? std::to_string(options.chunk) : std::string());
     }
     template <typename DQ, typename DK, typename DV>
@@ -227,7 +227,7 @@ struct Performer {
 
     std::string name() const { return "performer"; }
     std::string parameters() const {
-        return detail::join_parameters(features.name(), options.causal ? ", chunk " : "",
+        return detail::join_parameters(features.name(), options.causal ? ", causal, chunk " : "",
                                        options.causal ? std::to_string(options.chunk) : std::string());
     }
     template <typename DQ, typename DK, typename DV>
