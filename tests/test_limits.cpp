@@ -252,7 +252,9 @@ TEST(Padding, EveryKeyPaddedGivesZeroRowsInEveryMechanism) {
     attnx::NystromOptions no(o);
     no.num_landmarks = 8;  // larger than the 0 unpadded keys: not an error when no key is left
     attnx::NystromReport report;
+    report.num_landmarks = 99;
     EXPECT_EQ(attnx::nystrom_attention(x.q, x.k, x.v, no, &report), zero);
+    EXPECT_EQ(report.num_landmarks, 0);  // no landmark formed: the report is reset, not left stale
     no.conv_kernel = {0.5, 1.0, 0.5};  // the conv skip reads only unpadded values: zero too
     EXPECT_EQ(attnx::nystrom_attention(x.q, x.k, x.v, no), zero);
     EXPECT_EQ(attnx::linformer_attention(x.q, x.k, x.v, attnx::LinformerProjection<float>::gaussian(4, 32, 1), o), zero);

@@ -92,7 +92,9 @@ struct NystromOptions : AttentionOptions {
     NystromOptions(const AttentionOptions& common) : AttentionOptions(common) {}  // NOLINT(google-explicit-constructor)
 };
 
-/// Numerical diagnostics of one call (not errors): how well Z inverts A.
+/// Numerical diagnostics of one call (not errors): how well Z inverts A. A call in which every
+/// key is padded forms no landmarks and returns zero rows: its report stays as default-constructed
+/// (num_landmarks = 0).
 struct NystromReport {
     Index num_landmarks = 0;
     PinvMethod pinv = PinvMethod::Iterative;
