@@ -318,9 +318,11 @@ attnx::BigBirdOptions bigbird_options(Index block, Index window, Index global, I
 // ---------------------------------------------------------------------------------------------
 // Linformer projections: one Python class over LinformerProjection<float> and <double>
 
-struct Projection {
-    std::shared_ptr<const attnx::LinformerProjection<float>> f32;
-    std::shared_ptr<const attnx::LinformerProjection<double>> f64;
+/// One Python object over T<float> or T<double> (exactly one is set), shared and immutable.
+template <template <typename> class T>
+struct ByDtype {
+    std::shared_ptr<const T<float>> f32;
+    std::shared_ptr<const T<double>> f64;
 
     Dtype dtype() const { return f32 ? Dtype::F32 : Dtype::F64; }
     template <typename F>
@@ -328,7 +330,25 @@ struct Projection {
         if (f32) return f(*f32);
         return f(*f64);
     }
+    template <typename S>
+    const T<S>& get() const {
+        if constexpr (std::is_same<S, float>::value)
+            return *f32;
+        else
+            return *f64;
+    }
+    template <typename S>
+    static ByDtype of(T<S>&& x) {
+        ByDtype b;
+        if constexpr (std::is_same<S, float>::value)
+            b.f32 = std::make_shared<const T<float>>(std::move(x));
+        else
+            b.f64 = std::make_shared<const T<double>>(std::move(x));
+        return b;
+    }
 };
+
+using Projection = ByDtype<attnx::LinformerProjection>;
 
 Dtype dtype_arg(const char* fn, py::handle dtype) {
     const py::dtype dt = py::dtype::from_args(py::reinterpret_borrow<py::object>(dtype));
@@ -433,36 +453,9 @@ py::array call_linformer(const char* fn, const PyLinformer& mech, py::handle q, 
 // ---------------------------------------------------------------------------------------------
 // Feature-map attention: PerformerFeatures (FAVOR+'s W), Linear, Performer, decode states
 
-/// One Python class over PositiveRandomFeatures<float> and <double>. Immutable from Python:
-/// redraw() returns the next draw as a new object, so a Performer built from these features
-/// never changes under its user's feet.
-struct Features {
-    std::shared_ptr<const attnx::PositiveRandomFeatures<float>> f32;
-    std::shared_ptr<const attnx::PositiveRandomFeatures<double>> f64;
-
-    Dtype dtype() const { return f32 ? Dtype::F32 : Dtype::F64; }
-    template <typename F>
-    decltype(auto) visit(F&& f) const {
-        if (f32) return f(*f32);
-        return f(*f64);
-    }
-    template <typename S>
-    const attnx::PositiveRandomFeatures<S>& get() const {
-        if constexpr (std::is_same<S, float>::value)
-            return *f32;
-        else
-            return *f64;
-    }
-    template <typename S>
-    static Features of(attnx::PositiveRandomFeatures<S>&& x) {
-        Features f;
-        if constexpr (std::is_same<S, float>::value)
-            f.f32 = std::make_shared<const attnx::PositiveRandomFeatures<float>>(std::move(x));
-        else
-            f.f64 = std::make_shared<const attnx::PositiveRandomFeatures<double>>(std::move(x));
-        return f;
-    }
-};
+/// FAVOR+ features, float or double. Immutable from Python: redraw() returns the next draw as a
+/// new object, so a Performer built from these features never changes under its user's feet.
+using Features = ByDtype<attnx::PositiveRandomFeatures>;
 
 attnx::FeatureNorms norms_of(const char* fn, const std::string& s) {
     if (s == "chi") return attnx::FeatureNorms::Chi;
