@@ -38,6 +38,10 @@ COLOURS = {
     "Linformer": "#2ca02c",
     "BigBird": "#9467bd",
     "Longformer": "#ff7f0e",
+    "Performer m=256": "#8c564b",
+    "Performer m=256 causal": "#e377c2",
+    "linear (elu+1)": "#17becf",
+    "linear (elu+1) causal": "#bcbd22",
 }
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 TIME_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -119,6 +123,13 @@ def classify(family, args, label):
             if len(args) >= 3:
                 return (method, "r", args[2])
         return (method, None, None)
+    if family in ("BM_Performer", "BM_Linear") and len(args) >= 2:
+        # bench_feature_map: n, causal; FAVOR+ m = 256 and elu + 1 (C = d).
+        method = "Performer m=256" if family == "BM_Performer" else "linear (elu+1)"
+        return (method + (" causal" if args[1] else ""), None, None)
+    if family in ("BM_TokenLoop", "BM_DecodeStepPerformer", "BM_DecodeStepLinear", "BM_PerformerCausalMillion",
+                  "BM_Prefill", "BM_Decode"):
+        return None  # not a time-against-n curve (bench_feature_map's extras, bench_multi_head)
     # Unknown family: its name, with the second argument as an unnamed budget.
     name = family[3:] if family.startswith("BM_") else family
     if len(args) >= 2:
@@ -135,6 +146,9 @@ def load(paths):
                 data = json.load(f)
         except (OSError, ValueError) as e:
             note("skipping %s: %s" % (path, e))
+            continue
+        if isinstance(data.get("context"), dict) and "competitors" in data["context"]:
+            note("skipping %s: bench_oversubscribed (busy-machine ratios; the README tabulates them)" % path)
             continue
         if context is None and isinstance(data.get("context"), dict):
             context = data["context"]

@@ -17,7 +17,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
+#include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -327,3 +329,83 @@ TEST(Threads, ResultsDoNotDependOnTheOpenMPThreadCount) {
     GTEST_SKIP() << "built without OpenMP: there is only one thread count";
 #endif
 }
+
+#ifdef _OPENMP
+// The busy-machine back-off (detail/parallel.hpp rules 7–9): inside a back-off window every call
+// runs on the calling thread alone; the results must not change (bit for bit where documented,
+// within the rounding tolerance above elsewhere), and the caller's OpenMP thread count must be
+// the same afterwards.
+TEST(Threads, BusyMachineBackOffRunsSeriallyWithTheSameResults) {
+    const Workload w;
+    const std::vector<Job>& jobs = w.jobs();
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(std::max(2, saved));
+    const int team = omp_get_max_threads();
+    attnx::set_adaptive_threading(false);  // no window left from anything before
+    attnx::set_adaptive_threading(true);
+    std::vector<Results> parallel;
+    for (const Job& job : jobs) parallel.push_back(job.run());
+    // As after a team that waited for the scheduler: a window of at least 100 ms.
+    attnx::detail::note_late_team();
+    ASSERT_TRUE(attnx::detail::machine_busy());
+    std::vector<Results> serial;
+    for (const Job& job : jobs) serial.push_back(job.run());
+    const bool still_busy = attnx::detail::machine_busy();
+    EXPECT_EQ(omp_get_max_threads(), team) << "a call changed the caller's OpenMP thread count";
+    attnx::set_adaptive_threading(false);
+    EXPECT_FALSE(attnx::detail::machine_busy()) << "set_adaptive_threading(false) ends the window";
+    EXPECT_FALSE(attnx::adaptive_threading());
+    attnx::set_adaptive_threading(true);
+    omp_set_num_threads(saved);
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+        if (jobs[j].thread_count_bit_identical) {
+            EXPECT_TRUE(identical(serial[j], parallel[j])) << jobs[j].name;
+            continue;
+        }
+        ASSERT_EQ(serial[j].size(), parallel[j].size()) << jobs[j].name;
+        for (std::size_t r = 0; r < parallel[j].size(); ++r)
+            EXPECT_LE(attnx::compare(serial[j][r], parallel[j][r]).rel_fro, r == 0 ? 5e-6 : 1e-3) << jobs[j].name;
+    }
+    std::printf("[threads] back-off window %s the %zu serial calls\n", still_busy ? "outlasted" : "ended during",
+                jobs.size());
+}
+
+TEST(Threads, SerialScopeRestoresTheThreadCountAlsoOnAnException) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(3);
+    try {
+        const attnx::detail::SerialScope serial;
+        EXPECT_EQ(omp_get_max_threads(), 1);
+        throw std::runtime_error("inside the scope");
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_EQ(omp_get_max_threads(), 3);
+    {
+        const attnx::detail::SerialScope not_serial(false);
+        EXPECT_EQ(omp_get_max_threads(), 3);
+    }
+    omp_set_num_threads(saved);
+}
+
+// A late team opens a window of 100 ms, the next lengthens it (doubling), and a clean team would
+// reset the doubling; set_adaptive_threading(false) ends it and disables the detection.
+TEST(Threads, LateTeamsLengthenTheBackOffWindow) {
+    attnx::set_adaptive_threading(false);
+    attnx::set_adaptive_threading(true);
+    attnx::detail::BusyState& b = attnx::detail::busy_state();
+    const std::int64_t t0 = attnx::detail::now_ns();
+    attnx::detail::note_late_team();
+    const std::int64_t first = b.until_ns.load() - t0;
+    attnx::detail::note_late_team();
+    const std::int64_t second = b.until_ns.load() - t0;
+    EXPECT_GE(first, 100'000'000);
+    EXPECT_LT(first, 1'000'000'000);
+    EXPECT_GE(second, 200'000'000) << "the second late team doubles the window";
+    for (int i = 0; i < 10; ++i) attnx::detail::note_late_team();
+    EXPECT_LE(b.until_ns.load() - attnx::detail::now_ns(), 3'200'000'000) << "the window is capped at 3.2 s";
+    attnx::set_adaptive_threading(false);
+    EXPECT_EQ(b.until_ns.load(), 0);
+    EXPECT_EQ(b.level.load(), 0);
+    attnx::set_adaptive_threading(true);
+}
+#endif

@@ -142,6 +142,12 @@ void block_sparse_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>
                           const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                           const BlockLayout* layout, const BigBirdOptions* bigbird, const AttentionOptions& o,
                           Eigen::Ref<Matrix<Scalar>> out) {
+    // Nominal work: every kept block in full (a b x b tile of logits and of the weighted sum).
+    const double b = layout != nullptr ? double(layout->block_size()) : double(bigbird->block);
+    const double blocks = layout != nullptr ? double(layout->kept_blocks())
+                                            : double(ceil_div(q.rows(), bigbird->block)) *
+                                                  double(bigbird->window + 2 * bigbird->global + bigbird->random);
+    const SerialScope serial(run_serially(2.0 * blocks * b * b * double(q.cols() + v.cols())));
     const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
     if (layout != nullptr) {
         block_sparse_impl<Scalar>(q, k, v, *layout, o, out);

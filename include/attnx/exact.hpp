@@ -134,6 +134,7 @@ void exact_fused_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>&
 template <typename Scalar>
 void exact_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                    const Eigen::Ref<const Matrix<Scalar>>& v, const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    const SerialScope serial(run_serially(4.0 * double(q.rows()) * double(k.rows()) * double(q.cols() + v.cols()) / 2));
     if (o.check_finite && o.kernel == ExactKernel::Streaming && q.rows() <= o.query_tile) {
         exact_fused_checked<Scalar>(fn, q, k, v, o, out);
         return;

@@ -406,8 +406,7 @@ void linear_noncausal(const LinearProblem<Scalar, Map>& pb, FeatureState<Scalar>
     RegionErrors errors;  // e.g. bad_alloc in a product, or a user map that throws
     // Always a parallel region: inside a team Eigen's products run single-threaded, with the
     // same blocking (hence the same rounding) for any thread count.
-ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
-    {
+    parallel_region(static_cast<int>(workspaces.size()), [&] {
         LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < split.parts; ++p) {
@@ -434,7 +433,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 });
             }
         }
-    }
+    });
     errors.rethrow();
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
@@ -470,8 +469,7 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
     std::vector<LinearWorkspace<Scalar>> workspaces =
         make_workspaces<Scalar>(t_len, d, pb.c_dim, dv, !pb.padding.empty(), true);
     RegionErrors errors;
-ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
-    {
+    parallel_region(static_cast<int>(workspaces.size()), [&] {
         LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < summed; ++p) {
@@ -518,7 +516,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 });
             }
         }
-    }
+    });
     errors.rethrow();
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
@@ -587,6 +585,9 @@ template <typename Scalar, typename Map>
 void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Ref<const Matrix<Scalar>>& q,
                     const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                     const LinearAttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    // Nominal work: the features of every row (at most C x d each) and the C x d_v state products.
+    const SerialScope serial(
+        run_serially(2.0 * double(q.rows() + k.rows()) * double(c_dim) * double(q.cols() + 2 * v.cols())));
     const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
     const LinearProblem<Scalar, Map> pb{map, &q, k, v, o.key_padding_mask, resolve_scale_double(o, q.cols()),
                                         resolve_eps<Scalar>(o.eps), c_dim, o.check_finite};
@@ -840,8 +841,7 @@ public:
         std::vector<detail::LinearWorkspace<Scalar>> workspaces =
             detail::make_workspaces<Scalar>(std::min(tile, n), m_d, m_c, m_dv, false, false);
         detail::RegionErrors errors;
-ATTNX_OMP(parallel num_threads(static_cast<int>(workspaces.size())))
-        {
+        detail::parallel_region(static_cast<int>(workspaces.size()), [&] {
             detail::LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(detail::thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index t = 0; t < tiles; ++t)
@@ -849,7 +849,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     bad[static_cast<std::size_t>(t)] =
                         detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr);
                 });
-        }
+        });
         errors.rethrow();
         detail::FeatureFailure f;
         for (const Index b : bad) detail::note_failure(f.query_row, b);

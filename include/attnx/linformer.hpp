@@ -223,8 +223,7 @@ void linformer_project(const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::R
         vbufs[t].resize(std::min(block, n), dv);
     }
     RegionErrors errors;
-ATTNX_OMP(parallel num_threads(team))
-    {
+    parallel_region(team, [&] {
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < parts; ++p) {
             errors.run([&] {
@@ -259,7 +258,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 }
             });
         }
-    }
+    });
     errors.rethrow();
     kp = part_k.leftCols(d);
     vp = part_v.leftCols(dv);
@@ -368,6 +367,8 @@ void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q
                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                        const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
                        ProjectionMagnitudes pm, const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    const double r = double(e.rows());
+    const SerialScope serial(run_serially(2.0 * r * double(k.rows() + q.rows()) * double(q.cols() + v.cols())));
     const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
     if (!pm.known && o.check_finite) {
         if (!finite_max_abs(e, pm.e)) check_finite(fn, "e", e);

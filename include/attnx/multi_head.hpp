@@ -371,8 +371,7 @@ std::pair<std::exception_ptr, Index> run_items(Index n, bool parallel, int threa
         return {first, first_i};
     }
 #ifdef _OPENMP
-ATTNX_OMP(parallel num_threads(threads))
-    {
+    parallel_region(threads, [&] {
         // Nested regions of the kernels get one thread anyway (one active level); this makes
         // Eigen's own products on this thread single-threaded too (it asks omp_get_max_threads),
         // as they are inside a kernel's team at top level. The setting ends with the region.
@@ -390,7 +389,7 @@ ATTNX_OMP(critical(attnx_multi_head_error))
                 }
             }
         }
-    }
+    });
 #else
     (void)threads;
 #endif
@@ -459,7 +458,9 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
 #ifdef _OPENMP
     if (!omp_in_parallel()) threads = omp_get_max_threads();
 #endif
-    parallel = threads > 1 && n_items >= 2 * static_cast<Index>(threads);
+    // On a busy machine (detail/parallel.hpp rule 9) the items run one after another, and so
+    // do the kernels inside them.
+    parallel = threads > 1 && n_items >= 2 * static_cast<Index>(threads) && !machine_busy();
     const int slots = parallel ? threads : 1;
 
     const auto len_q = [&](Index b) { return item_lengths(o, b, n_q, n_k).first; };

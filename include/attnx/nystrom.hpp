@@ -247,6 +247,9 @@ template <typename Scalar>
 void nystrom_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                      const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                      const NystromOptions& o, Eigen::Ref<Matrix<Scalar>> out, NystromReport* report) {
+    const double m = double(o.num_landmarks);
+    const SerialScope serial(
+        run_serially(2.0 * double(q.rows() + k.rows()) * m * double(q.cols() + v.cols()) + 48.0 * m * m * m));
     const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
     if (mag.scanned)
         for (std::size_t t = 0; t < o.conv_kernel.size(); ++t)

@@ -222,8 +222,7 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
     if (!any_split) {
         // Always a parallel region, even for one tile: inside a team of several threads Eigen
         // runs its products single-threaded, instead of spawning (and allocating for) its own.
-ATTNX_OMP(parallel num_threads(team))
-        {
+        parallel_region(team, [&] {
             OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
             ws.scan_keys = scan != nullptr;
 ATTNX_OMP(for schedule(dynamic, 1))
@@ -238,16 +237,17 @@ ATTNX_OMP(for schedule(dynamic, 1))
 ATTNX_OMP(critical(attnx_key_scan))
                 scan->merge(ws.keys);
             }
-        }
+        });
         errors.rethrow();
         return;
     }
 
-    // Split path: every item keeps its partial (m, l, acc); merged below in item order.
+    // Split path: every item keeps its partial (m, l, acc); merged in item order, in the same
+    // region after the barrier of the item loop (detail/parallel.hpp rule 8).
     Matrix<Scalar> part_acc(bq * n_items, dv);
     Matrix<Scalar> part_ml(bq * n_items, 2);
-ATTNX_OMP(parallel num_threads(team))
-    {
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+    parallel_region(team, [&] {
         OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
         ws.scan_keys = scan != nullptr;
 ATTNX_OMP(for schedule(dynamic, 1))
@@ -270,30 +270,32 @@ ATTNX_OMP(for schedule(dynamic, 1))
 ATTNX_OMP(critical(attnx_key_scan))
             scan->merge(ws.keys);
         }
-    }
-    errors.rethrow();
-    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
-ATTNX_OMP(parallel for schedule(static))
-    for (Index qt = 0; qt < n_qt; ++qt) {
-        const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
-        const Index f = first_item[static_cast<std::size_t>(qt)], p = parts[static_cast<std::size_t>(qt)];
-        for (Index c = 0; c < rows; ++c) {
-            Scalar mx = neg_inf;
-            for (Index s = 0; s < p; ++s) mx = std::max(mx, part_ml((f + s) * bq + c, 0));
-            auto row = out.row(i0 + c);
-            row.setZero();
-            if (mx == neg_inf) continue;
-            Scalar l = 0;
-            for (Index s = 0; s < p; ++s) {
-                const Scalar ms = part_ml((f + s) * bq + c, 0);
-                if (ms == neg_inf) continue;
-                const Scalar w = std::exp(ms - mx);
-                l += w * part_ml((f + s) * bq + c, 1);
-                row += w * part_acc.row((f + s) * bq + c);
-            }
-            row /= l;
+        // The merge: a fixed order per row, whichever thread runs it.
+ATTNX_OMP(for schedule(static) nowait)
+        for (Index qt = 0; qt < n_qt; ++qt) {
+            errors.run([&] {
+                const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
+                const Index f = first_item[static_cast<std::size_t>(qt)], p = parts[static_cast<std::size_t>(qt)];
+                for (Index c = 0; c < rows; ++c) {
+                    Scalar mx = neg_inf;
+                    for (Index s = 0; s < p; ++s) mx = std::max(mx, part_ml((f + s) * bq + c, 0));
+                    auto row = out.row(i0 + c);
+                    row.setZero();
+                    if (mx == neg_inf) continue;
+                    Scalar l = 0;
+                    for (Index s = 0; s < p; ++s) {
+                        const Scalar ms = part_ml((f + s) * bq + c, 0);
+                        if (ms == neg_inf) continue;
+                        const Scalar w = std::exp(ms - mx);
+                        l += w * part_ml((f + s) * bq + c, 1);
+                        row += w * part_acc.row((f + s) * bq + c);
+                    }
+                    row /= l;
+                }
+            });
         }
-    }
+    });
+    errors.rethrow();
 }
 
 /// Key tiles of dense (optionally causal) attention: [0, n_k) in tiles of bk rows; with

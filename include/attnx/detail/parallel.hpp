@@ -21,15 +21,31 @@
 ///    each (OpenMP's default of one active level); nothing in attnx raises that level.
 /// 6. No exception leaves a parallel region: workspaces are sized and allocated before the
 ///    region or at its top, and everything that can throw runs outside.
+/// 7. A pass with Eigen products that must run on one thread does so through a SerialScope
+///    (below), never an `if(false)` clause or num_threads(1) alone: in a team of one, Eigen sees
+///    no enclosing team and threads its products again. Plain loops (rule 3) may use `if`.
+/// 8. Few regions per call: every barrier of a team waits for its slowest thread, and on a busy
+///    machine a descheduled thread makes each barrier wait a scheduler slice. A call opens one
+///    region per pass over its inputs (small merges run inside it, after a barrier), and a call
+///    too small to pay for a team (min_parallel_flops) runs on the calling thread alone.
+/// 9. A busy machine: after a team that waited for the scheduler, calls run on the calling
+///    thread for a back-off window (TeamProbe, parallel_region; attnx::set_adaptive_threading).
 #ifndef ATTNX_DETAIL_PARALLEL_HPP
 #define ATTNX_DETAIL_PARALLEL_HPP
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <exception>
 
 #include "attnx/core.hpp"
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -107,26 +123,218 @@ private:
     std::atomic<bool> m_failed{false};
 };
 
-/// Runs f so that the Eigen products inside it are single-threaded: within a team of several
-/// OpenMP threads Eigen does not parallelise, so f runs on one thread of a two-thread team.
-/// For the small (m x m) products of a call, where Eigen's own threading costs more than it
-/// gains. Without OpenMP, or inside a parallel region already, f just runs.
+/// Rule 7: while a SerialScope(true) lives, the calling thread's OpenMP thread count (the
+/// nthreads-var ICV, which is per thread) is 1. Every region it opens is then a team of one,
+/// which costs no wake-up and no barrier wait, and Eigen's products run single-threaded (Eigen
+/// asks omp_get_max_threads()) with the same blocking as inside a team of several threads, hence
+/// the same rounding. The count is restored when the scope ends, also by an exception.
+/// SerialScope(false) does nothing. Without OpenMP it does nothing either.
+class SerialScope {
+public:
+    explicit SerialScope(bool serial = true) {
+#ifdef _OPENMP
+        if (serial) {
+            const int threads = omp_get_max_threads();
+            if (threads > 1) {
+                m_saved = threads;
+                omp_set_num_threads(1);
+            }
+        }
+#else
+        (void)serial;
+#endif
+    }
+    ~SerialScope() {
+#ifdef _OPENMP
+        if (m_saved > 0) omp_set_num_threads(m_saved);
+#endif
+    }
+    SerialScope(const SerialScope&) = delete;
+    SerialScope& operator=(const SerialScope&) = delete;
+
+private:
+#ifdef _OPENMP
+    int m_saved = 0;
+#endif
+};
+
+/// Runs f on the calling thread with single-threaded Eigen products (a SerialScope): for the
+/// small (m x m) products of a call, where Eigen's own threading costs more than it gains.
 template <typename F>
 void with_serial_products(F&& f) {
-#ifdef _OPENMP
-    if (!omp_in_parallel() && omp_get_max_threads() > 1) {
-#pragma omp parallel num_threads(2)
-        {
-#pragma omp single
-            f();
-        }
-        return;
-    }
-#endif
+    SerialScope serial;
     f();
 }
 
+/// Rule 9: a busy machine. After a team whose threads arrived late or finished far apart (a
+/// thread of it waited for the scheduler: other processes want the cores), attnx's calls run on
+/// the calling thread alone for a back-off window: 100 ms, doubled after each further late team
+/// up to 3.2 s, and reset by a team that ran cleanly. The first call after a window tries a team
+/// again. Results do not change (rule 4), only who computes them. See set_adaptive_threading.
+struct BusyState {
+    std::atomic<std::int64_t> until_ns{0};  ///< steady-clock time before which calls run serially
+    std::atomic<int> level{0};              ///< back-off doublings so far
+    std::atomic<bool> enabled{true};
+};
+inline BusyState& busy_state() {
+    static BusyState state;  // one per program (an inline function's static)
+    return state;
+}
+
+inline std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+/// True inside a back-off window (rule 9).
+inline bool machine_busy() {
+    const BusyState& b = busy_state();
+    return b.enabled.load(std::memory_order_relaxed) && now_ns() < b.until_ns.load(std::memory_order_relaxed);
+}
+
+/// Records a late team (rule 9): opens or lengthens the back-off window.
+inline void note_late_team() {
+    BusyState& b = busy_state();
+    constexpr std::int64_t base_ns = 100'000'000;  // 100 ms
+    constexpr int max_level = 5;                   // 100 ms << 5 = 3.2 s
+    const int level = std::min(b.level.load(std::memory_order_relaxed), max_level);
+    b.until_ns.store(now_ns() + (base_ns << level), std::memory_order_relaxed);
+    b.level.store(std::min(level + 1, max_level), std::memory_order_relaxed);
+}
+
+/// The CPU time (ns) and the involuntary context switches of the calling thread so far; false
+/// where the platform does not tell (then only late entries are detected).
+inline bool thread_usage(std::int64_t& cpu_ns, long& preempted) {
+#if defined(__linux__) && defined(RUSAGE_THREAD)
+    rusage u;
+    if (getrusage(RUSAGE_THREAD, &u) != 0) return false;
+    cpu_ns = (static_cast<std::int64_t>(u.ru_utime.tv_sec) + static_cast<std::int64_t>(u.ru_stime.tv_sec)) *
+                 1'000'000'000 +
+             (static_cast<std::int64_t>(u.ru_utime.tv_usec) + static_cast<std::int64_t>(u.ru_stime.tv_usec)) * 1000;
+    preempted = u.ru_nivcsw;
+    return true;
+#else
+    (void)cpu_ns;
+    (void)preempted;
+    return false;
+#endif
+}
+
+/// What the threads of one team waited for the scheduler, judged after the region (rule 9):
+/// the last thread's late entry (a woken thread that found its core taken), and, for a thread
+/// that the kernel preempted during the region (an involuntary context switch), the time it
+/// spent off its core. Either one over 1 ms and over 1/3 of the region's time makes the team
+/// late: an idle machine wakes a thread in microseconds and preempts nothing, a busy one takes
+/// a scheduler slice (milliseconds), and past 1/3 the wait costs more than a second thread
+/// saves. Cost: two getrusage calls per thread (about 1 µs each).
+class TeamProbe {
+public:
+    static constexpr int max_sampled = 64;  ///< threads beyond this are not timed
+
+    TeamProbe() : m_open(now_ns()) {}
+    void enter(int t) {
+        if (t >= max_sampled) return;
+        Sample& s = m_samples[t];
+        s.wall_in = now_ns();
+        s.usage = thread_usage(s.cpu_in, s.preempted_in);
+    }
+    void leave(int t) {
+        if (t >= max_sampled) return;
+        Sample& s = m_samples[t];
+        s.usage = s.usage && thread_usage(s.cpu_out, s.preempted_out);
+        s.wall_out = now_ns();
+    }
+    /// After the region of `team` threads: marks the machine busy, or clears the back-off level.
+    void judge(int team) const {
+        const std::int64_t close = now_ns();
+        const int n = std::min(team, max_sampled);
+        std::int64_t worst = 0;
+        for (int t = 0; t < n; ++t) {
+            const Sample& s = m_samples[t];
+            worst = std::max(worst, s.wall_in - m_open);
+            if (s.usage && s.preempted_out > s.preempted_in)
+                worst = std::max(worst, (s.wall_out - s.wall_in) - (s.cpu_out - s.cpu_in));
+        }
+        constexpr std::int64_t min_late_ns = 1'000'000;  // 1 ms
+        if (worst > min_late_ns && worst * 3 > close - m_open)
+            note_late_team();
+        else
+            busy_state().level.store(0, std::memory_order_relaxed);
+    }
+
+private:
+    struct Sample {
+        std::int64_t wall_in = 0, wall_out = 0, cpu_in = 0, cpu_out = 0;
+        long preempted_in = 0, preempted_out = 0;
+        bool usage = false;
+    };
+    std::int64_t m_open;
+    Sample m_samples[max_sampled];
+};
+
+/// The parallel region of a kernel: runs body() on every thread of a team of `team` threads
+/// (team_size(), for which the workspaces were allocated); body() uses thread_index() and
+/// orphaned `omp for` / `omp single` constructs, which bind to this region. Always a region,
+/// even for one thread (rule 2, and so that thread_index() is 0 and the worksharing constructs
+/// bind here inside a caller's team). Teams of several threads are timed (rule 9).
+template <typename F>
+void parallel_region(int team, F&& body) {
+#ifdef _OPENMP
+    if (team <= 1 || machine_busy()) {
+        // A team of one; inside a back-off window that began after this call chose its team
+        // (a late team of an earlier region), with single-threaded Eigen products (rule 7).
+        const SerialScope serial(team > 1);
+ATTNX_OMP(parallel num_threads(1))
+        body();
+        return;
+    }
+    TeamProbe probe;
+ATTNX_OMP(parallel num_threads(team))
+    {
+        const int t = omp_get_thread_num();
+        probe.enter(t);
+        body();
+        probe.leave(t);
+    }
+    if (busy_state().enabled.load(std::memory_order_relaxed)) probe.judge(team);
+#else
+    (void)team;
+    body();
+#endif
+}
+
+/// Rule 8: nominal floating-point operations of a call below which the whole call runs on the
+/// calling thread (a SerialScope around it). About 0.1 ms of one core's work: below it, waking
+/// a team and waiting at its barriers costs more than the second thread saves on an idle
+/// machine, and on a busy one every barrier can wait a whole scheduler slice (milliseconds) for
+/// a descheduled thread of the team.
+constexpr double min_parallel_flops = 4.0e6;
+
+/// True when a call of `flops` nominal operations should run on one thread: it is small
+/// (rule 8), or the machine is busy (rule 9).
+inline bool run_serially(double flops) { return flops < min_parallel_flops || machine_busy(); }
+
 }  // namespace detail
+
+/// Turns the busy-machine back-off of attnx's threading on (the default) or off. On: after a
+/// thread team that waited for the scheduler (another process held the cores), attnx runs its
+/// calls on the calling thread alone for 0.1 s to 3.2 s, then tries a team again; on a busy
+/// machine that is faster than a team whose every barrier waits a scheduler slice (the
+/// benchmark bench_oversubscribed measures both). Off: every call that is large enough uses all
+/// OpenMP threads. Either way the results are the same, bit for bit. Thread-safe; affects the
+/// whole program. Turning it off also ends a running back-off window.
+inline void set_adaptive_threading(bool on) {
+    detail::BusyState& b = detail::busy_state();
+    b.enabled.store(on, std::memory_order_relaxed);
+    if (!on) {
+        b.until_ns.store(0, std::memory_order_relaxed);
+        b.level.store(0, std::memory_order_relaxed);
+    }
+}
+
+/// Whether the busy-machine back-off is on (set_adaptive_threading).
+inline bool adaptive_threading() { return detail::busy_state().enabled.load(std::memory_order_relaxed); }
+
 }  // namespace attnx
 
 #endif  // ATTNX_DETAIL_PARALLEL_HPP
