@@ -7,8 +7,10 @@
 // each for Q and K with FAVOR+, the states 2·n·C·(d_v + 1), the outputs 2·n·C·(d_v + 1), and in
 // the causal case the chunks' 2·n·T·(C + d_v + 1)); gemm_ratio against Eigen GEMMs of the same
 // shapes in this run; for n <= 4096 rel_err of FAVOR+ against exact softmax attention (double)
-// on the demo's inputs; speedup_vs_loop, the same-run ratio to the token-by-token loop; for the
-// decode steps ns_per_token; peak_extra_MiB on one extra call.
+// on the demo's inputs; speedup_vs_loop, the same-run ratio to the token-by-token loop
+// (token_loop.hpp: the reference kernels' structure in plain loops, auto-vectorised), and
+// speedup_vs_scalar_loop, to the same loop compiled without auto-vectorisation (the reference
+// kernels' scalar code); for the decode steps ns_per_token; peak_extra_MiB on one extra call.
 //
 // Targets (2-core machine): causal gemm_ratio >= 0.5 at n >= 4096; causal >= 10x faster than the
 // token-by-token loop; time(65536) / time(4096) <= 18; a decode step's time independent of n.
@@ -25,6 +27,7 @@
 #include "../examples/example_inputs.hpp"
 #include "gemm_baseline.hpp"
 #include "memory_probe.hpp"
+#include "token_loop.hpp"
 
 namespace {
 
@@ -51,54 +54,20 @@ const examples::Inputs<float>& inputs(Index n) {
     return it->second;
 }
 
-/// The causal product token by token, as the reference CPU kernels do it (fast-transformers'
-/// causal_product_cpu, performer-pytorch's loop): features for the whole sequence first (one
-/// GEMM each, as PyTorch would), then for every token S += w·φ(k)vᵀ, z += w·φ(k) and
-/// out = φ(q)ᵀS / (φ(q)ᵀz + eps), in plain loops over row-major arrays (the inner loops
-/// vectorise). Key weights w = exp(c_j − max c), the reference's global maximum.
+/// The loop, vectorised or scalar.
 template <typename Map>
-void token_loop(const Map& map, const attnx::Matrix<float>& q, const attnx::Matrix<float>& k,
-                const attnx::Matrix<float>& v, attnx::Matrix<float>& out) {
-    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    const Index n = q.rows(), dv = v.cols();
-    const Index c_dim = map.feature_dim(kD);
-    attnx::Matrix<float> pq(n, c_dim), pk(n, c_dim);
-    attnx::Vector<float> c(n);
-    const double scale = 1.0 / std::sqrt(static_cast<double>(kD));
-    map.queries(Eigen::Ref<const attnx::Matrix<float>>(q), scale, Eigen::Ref<attnx::Matrix<float>>(pq));
-    map.keys(Eigen::Ref<const attnx::Matrix<float>>(k), scale, Eigen::Ref<attnx::Matrix<float>>(pk),
-             Eigen::Ref<attnx::Vector<float>>(c));
-    const RowMajor fq = pq, fk = pk, vr = v;
-    const float top = c.maxCoeff();
-    std::vector<float> s(static_cast<std::size_t>(c_dim * dv), 0.0f), z(static_cast<std::size_t>(c_dim), 0.0f),
-        row(static_cast<std::size_t>(dv));
-    for (Index i = 0; i < n; ++i) {
-        const float w = std::exp(c(i) - top);
-        const float* ki = fk.data() + i * c_dim;
-        const float* vi = vr.data() + i * dv;
-        const float* qi = fq.data() + i * c_dim;
-        for (Index e = 0; e < c_dim; ++e) {
-            const float ke = w * ki[e];
-            float* se = s.data() + e * dv;
-            for (Index m = 0; m < dv; ++m) se[m] += ke * vi[m];
-            z[static_cast<std::size_t>(e)] += ke;
-        }
-        float den = 0;
-        for (Index m = 0; m < dv; ++m) row[static_cast<std::size_t>(m)] = 0;
-        for (Index e = 0; e < c_dim; ++e) {
-            const float qe = qi[e];
-            const float* se = s.data() + e * dv;
-            for (Index m = 0; m < dv; ++m) row[static_cast<std::size_t>(m)] += qe * se[m];
-            den += qe * z[static_cast<std::size_t>(e)];
-        }
-        for (Index m = 0; m < dv; ++m) out(i, m) = row[static_cast<std::size_t>(m)] / (den + 1e-6f);
-    }
+void run_loop(bool scalar, const Map& map, const attnx::Matrix<float>& q, const attnx::Matrix<float>& k,
+              const attnx::Matrix<float>& v, attnx::Matrix<float>& out) {
+    if (scalar)
+        bench::token_loop_scalar(map, q, k, v, out);
+    else
+        bench::token_loop(map, q, k, v, out);
 }
 
 template <typename Map>
-double loop_seconds(const std::string& key, const Map& map, Index n) {
+double loop_seconds(const std::string& key, const Map& map, Index n, bool scalar) {
     static std::map<std::string, double> cache;
-    const std::string id = key + std::to_string(n);
+    const std::string id = key + std::to_string(n) + (scalar ? "s" : "v");
     const auto it = cache.find(id);
     if (it != cache.end()) return it->second;
     const auto& x = inputs(n);
@@ -106,7 +75,7 @@ double loop_seconds(const std::string& key, const Map& map, Index n) {
     double best = 1e300;
     for (int r = 0; r < 2; ++r) {
         const auto t0 = std::chrono::steady_clock::now();
-        token_loop(map, x.q, x.k, x.v, out);
+        run_loop(scalar, map, x.q, x.k, x.v, out);
         benchmark::DoNotOptimize(out.data());
         best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
@@ -152,7 +121,10 @@ void run_attention(benchmark::State& state, const Map& map, const std::string& l
             attnx::exact_attention(x.q.cast<double>(), x.k.cast<double>(), x.v.cast<double>(), eo);
         state.counters["rel_err"] = attnx::compare(out, ref).rel_fro;
     }
-    if (causal && n <= 16384) state.counters["speedup_vs_loop"] = loop_seconds(loop_key, map, n) / seconds;
+    if (causal && n <= 16384) {
+        state.counters["speedup_vs_loop"] = loop_seconds(loop_key, map, n, false) / seconds;
+        state.counters["speedup_vs_scalar_loop"] = loop_seconds(loop_key, map, n, true) / seconds;
+    }
     const Work w = work_of(n, map.feature_dim(kD), features, causal);
     bench::report_flops(state, w.flops, seconds, w.shapes);
 }
@@ -160,20 +132,21 @@ void run_attention(benchmark::State& state, const Map& map, const std::string& l
 void BM_Performer(benchmark::State& state) { run_attention(state, favor(), "favor", true); }
 void BM_Linear(benchmark::State& state) { run_attention(state, attnx::EluPlusOne{}, "elu", false); }
 
-/// The token-by-token loop itself, for the record (the ratios above use the same code).
+/// The token-by-token loop itself, for the record (the ratios above use the same code):
+/// n, elu (else FAVOR+ m = 256), scalar (else vectorised).
 void BM_TokenLoop(benchmark::State& state) {
     const Index n = state.range(0);
-    const bool elu = state.range(1) != 0;
+    const bool elu = state.range(1) != 0, scalar = state.range(2) != 0;
     const auto& x = inputs(n);
     attnx::Matrix<float> out(n, kD);
     const double seconds = bench::timed_loop(state, [&] {
         if (elu)
-            token_loop(attnx::EluPlusOne{}, x.q, x.k, x.v, out);
+            run_loop(scalar, attnx::EluPlusOne{}, x.q, x.k, x.v, out);
         else
-            token_loop(favor(), x.q, x.k, x.v, out);
+            run_loop(scalar, favor(), x.q, x.k, x.v, out);
         benchmark::DoNotOptimize(out.data());
     });
-    state.SetLabel(elu ? "elu+1" : "favor+ m=256");
+    state.SetLabel(std::string(elu ? "elu+1" : "favor+ m=256") + (scalar ? ", scalar" : ", vectorised"));
     state.counters["tokens_per_s"] = static_cast<double>(n) / seconds;
 }
 
@@ -226,7 +199,7 @@ void sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Performer)->Apply(sizes)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Linear)->Apply(sizes)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_TokenLoop)->Args({4096, 0})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TokenLoop)->Args({4096, 0, 0})->Args({4096, 1, 0})->Args({4096, 0, 1})->Args({4096, 1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_DecodeStepPerformer)->Arg(1024)->Arg(32768)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_DecodeStepLinear)->Arg(1024)->Arg(32768)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_PerformerCausalMillion)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
