@@ -501,6 +501,12 @@ TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
     padded.key_padding_mask.assign(700, false);
     padded.key_padding_mask[5] = true;  // the key is masked: its value is never used, still rejected
     throws(x, padded, "v (700x12) has a non-finite entry v(5, 2) = -inf");
+    // The fused scan learns finiteness from the scores: with q = 0 an infinite key reaches
+    // them only as 0 * inf = NaN, which must still be caught.
+    x = qkv(1, 85);
+    x[0].setZero();
+    x[1](300, 4) = std::numeric_limits<float>::infinity();
+    throws(x, {}, "k (700x16) has a non-finite entry k(300, 4) = inf");
     x = qkv(1, 82);
     x[0](0, 0) = std::numeric_limits<float>::quiet_NaN();
     throws(x, {}, "q (1x16) has a non-finite entry q(0, 0) = nan");

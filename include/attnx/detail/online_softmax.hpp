@@ -77,7 +77,12 @@ inline bool tile_needs_mask(const MaskSpec& mask, Index i0, Index j1) {
 
 /// The input scan fused into the kernel's pass over the keys (exact attention with few queries,
 /// see exact.hpp): max |k|, max |v| over the key tiles the kernel visited, and whether they were
-/// all finite. Read while each tile is in cache, so it costs no pass over memory of its own.
+/// all finite. The maxima are read while each tile is in cache. Finiteness costs no read of K
+/// or V at all: a NaN or ±Inf in a key row makes that row's scores (K_tile · qsᵀ, checked
+/// before the mask, with qs finite) NaN or infinite, and one in a value row makes the
+/// accumulator (Pᵀ V_tile, every visited row weighted by a finite p ≥ 0, and 0 · Inf = NaN)
+/// NaN or infinite. A product that overflows from finite inputs is flagged too; the caller then
+/// rescans the input, finds it finite, and the logit and result checks report the overflow.
 struct KeyScan {
     double max_k = 0, max_v = 0;
     bool ok_k = true, ok_v = true;
@@ -90,16 +95,19 @@ struct KeyScan {
     }
 };
 
-/// The scan of scan_column (checks.hpp) over a whole tile: raises best to max |x| and returns
-/// false on NaN/Inf. Whole-block reductions (Eigen accumulates packets across the columns and
-/// reduces once): per-column reductions of 128-row tile columns cost a horizontal reduction per
-/// column, which made the fused scan cost half as much as the separate pass it replaces.
+/// Raises best to max |x| over a whole tile (one vectorised reduction; Eigen accumulates packets
+/// across the columns and reduces once). Meaningful only when the tile is finite, which the
+/// fused scan learns from the products instead (see KeyScan).
 template <typename Block>
-bool scan_block(const Block& b, double& best) {
+void max_abs_block(const Block& b, double& best) {
+    if (b.size() > 0) best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
+}
+
+/// True if every entry of a (small) block is finite: the x * 0 sum is NaN otherwise.
+template <typename Block>
+bool all_finite_block(const Block& b) {
     using Scalar = typename Block::Scalar;
-    if (b.size() == 0) return true;
-    best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
-    return (b.array() * Scalar(0)).sum() == Scalar(0);
+    return b.size() == 0 || (b.array() * Scalar(0)).sum() == Scalar(0);
 }
 
 /// Per-thread workspace of the online-softmax kernel, allocated once per call.
@@ -139,7 +147,10 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
         if (bk <= 0) continue;
         auto st = ws.st.topLeftCorner(bk, bq);
         st.noalias() = k.middleRows(j0, bk) * qs.transpose();
-        if (ws.scan_keys) ws.keys.ok_k = scan_block(k.middleRows(j0, bk), ws.keys.max_k) && ws.keys.ok_k;
+        if (ws.scan_keys) {  // KeyScan: the scores carry any NaN/Inf of the key rows
+            max_abs_block(k.middleRows(j0, bk), ws.keys.max_k);
+            ws.keys.ok_k = ws.keys.ok_k && all_finite_block(st);
+        }
         const bool masked = mask.any() && tile_needs_mask(mask, i0, kr.end);
         if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
         bool rescale = false;
@@ -161,8 +172,10 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
         if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
         if (rescale) acc.array().colwise() *= alpha.array();
         acc.noalias() += st.transpose() * v.middleRows(j0, bk);
-        if (ws.scan_keys) ws.keys.ok_v = scan_block(v.middleRows(j0, bk), ws.keys.max_v) && ws.keys.ok_v;
+        if (ws.scan_keys) max_abs_block(v.middleRows(j0, bk), ws.keys.max_v);
     }
+    // KeyScan: the accumulator carries any NaN/Inf of the visited value rows.
+    if (ws.scan_keys) ws.keys.ok_v = ws.keys.ok_v && all_finite_block(acc);
 }
 
 /// Writes acc / l into out (zero rows where l == 0). Column by column: out is column-major,
