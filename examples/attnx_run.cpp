@@ -631,9 +631,12 @@ int run_heads(const Cli& cli, const std::string& method, const char* dtype) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    const auto dims = [](const attnx::HeadsView<Scalar>& x) {
-        return "(B, N, H, D) = (" + std::to_string(x.batch) + ", " + std::to_string(x.tokens) + ", " +
-               std::to_string(x.heads) + ", " + std::to_string(x.dim) + ")";
+    // In the arrays' own order (--head-layout), as a NumPy user reads their shapes.
+    const auto dims = [bhnd](const attnx::HeadsView<Scalar>& x) {
+        const std::string b = std::to_string(x.batch), n = std::to_string(x.tokens), h = std::to_string(x.heads),
+                          d = std::to_string(x.dim);
+        if (bhnd) return "(B, H, N, D) = (" + b + ", " + h + ", " + n + ", " + d + ")";
+        return "(B, N, H, D) = (" + b + ", " + n + ", " + h + ", " + d + ")";
     };
     std::printf("attnx_run: %s, %s, multi-head %s: q %s, k %s, v %s -> out %s%s%s, %.3f ms, %d thread(s)\n",
                 method.c_str(), dtype, q.two_d ? "n x (H*D)" : layout.c_str(), dims(q.view).c_str(),

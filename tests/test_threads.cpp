@@ -331,10 +331,9 @@ TEST(Threads, ResultsDoNotDependOnTheOpenMPThreadCount) {
 }
 
 #ifdef _OPENMP
-// The busy-machine back-off (detail/parallel.hpp rules 7–9): inside a back-off window every call
-// runs on the calling thread alone; the results must not change (bit for bit where documented,
-// within the rounding tolerance above elsewhere), and the caller's OpenMP thread count must be
-// the same afterwards.
+// The busy-machine back-off (detail/parallel.hpp rules 7–9): inside a back-off window attnx's
+// regions run on the calling thread alone; the results must not change, bit for bit, and the
+// caller's OpenMP thread count must be the same afterwards.
 TEST(Threads, BusyMachineBackOffRunsSeriallyWithTheSameResults) {
     const Workload w;
     const std::vector<Job>& jobs = w.jobs();
@@ -357,15 +356,10 @@ TEST(Threads, BusyMachineBackOffRunsSeriallyWithTheSameResults) {
     EXPECT_FALSE(attnx::adaptive_threading());
     attnx::set_adaptive_threading(true);
     omp_set_num_threads(saved);
-    for (std::size_t j = 0; j < jobs.size(); ++j) {
-        if (jobs[j].thread_count_bit_identical) {
-            EXPECT_TRUE(identical(serial[j], parallel[j])) << jobs[j].name;
-            continue;
-        }
-        ASSERT_EQ(serial[j].size(), parallel[j].size()) << jobs[j].name;
-        for (std::size_t r = 0; r < parallel[j].size(); ++r)
-            EXPECT_LE(attnx::compare(serial[j][r], parallel[j][r]).rel_fro, r == 0 ? 5e-6 : 1e-3) << jobs[j].name;
-    }
+    // Bit for bit for every entry point, also those whose results depend on the thread count:
+    // the back-off moves only attnx's own regions, whose results do not depend on the team size,
+    // and leaves Eigen's own threaded products alone. A result never depends on the timing.
+    for (std::size_t j = 0; j < jobs.size(); ++j) EXPECT_TRUE(identical(serial[j], parallel[j])) << jobs[j].name;
     std::printf("[threads] back-off window %s the %zu serial calls\n", still_busy ? "outlasted" : "ended during",
                 jobs.size());
 }

@@ -385,6 +385,20 @@ inline PartSplit split_parts(Index units, Index min_units) {
     return s;
 }
 
+/// Adds the keys of part p of `split` (units [p · per_part, (p + 1) · per_part) of `unit` key
+/// rows each, `units` in all) to st in order, noting the first key row whose features failed.
+template <typename Scalar, typename Map>
+void absorb_part(const LinearProblem<Scalar, Map>& pb, const PartSplit& split, Index p, Index unit, Index units,
+                 LinearWorkspace<Scalar>& ws, FeatureState<Scalar>& st, Index& bad_key) {
+    const Index n_k = pb.k.rows();
+    const Index u_end = std::min(units, (p + 1) * split.per_part);
+    for (Index u = p * split.per_part; u < u_end; ++u) {
+        const Index j0 = u * unit, len = std::min(unit, n_k - j0);
+        note_failure(bad_key, prepare_keys(pb, j0, len, ws));
+        absorb_block(st, ws, len);
+    }
+}
+
 /// Non-causal: [S | z] over all keys (parts in parallel, merged in order), then the query tiles.
 /// If q is null, only `total` is computed.
 template <typename Scalar, typename Map>
@@ -411,12 +425,8 @@ void linear_noncausal(const LinearProblem<Scalar, Map>& pb, FeatureState<Scalar>
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < split.parts; ++p) {
             errors.run([&] {
-                const Index b_end = std::min(blocks, (p + 1) * split.per_part);
-                for (Index b = p * split.per_part; b < b_end; ++b) {
-                    const Index j0 = b * block, len = std::min(block, n_k - j0);
-                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
-                    absorb_block(parts[static_cast<std::size_t>(p)], ws, len);
-                }
+                absorb_part(pb, split, p, block, blocks, ws, parts[static_cast<std::size_t>(p)],
+                            bad_key[static_cast<std::size_t>(p)]);
             });
         }
 ATTNX_OMP(single)
@@ -474,12 +484,8 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < summed; ++p) {
             errors.run([&] {
-                const Index c_end = std::min(chunks, (p + 1) * split.per_part);
-                for (Index c = p * split.per_part; c < c_end; ++c) {
-                    const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
-                    note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
-                    absorb_block(totals[static_cast<std::size_t>(p)], ws, len);
-                }
+                absorb_part(pb, split, p, t_len, chunks, ws, totals[static_cast<std::size_t>(p)],
+                            bad_key[static_cast<std::size_t>(p)]);
             });
         }
 ATTNX_OMP(single)

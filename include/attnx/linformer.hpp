@@ -170,7 +170,7 @@ private:
         const double sd = 1.0 / std::sqrt(static_cast<double>(k));
         Matrix<Scalar> m(k, n_max);
         // Each entry is computed on its own from its index: any schedule gives the same matrix.
-ATTNX_OMP(parallel for schedule(static) if (k * n_max > detail::min_parallel_compute))
+ATTNX_OMP(parallel for schedule(static) if (k * n_max > detail::min_parallel_compute && !detail::machine_busy()))
         for (Index j = 0; j < n_max; ++j)
             for (Index i = 0; i < k; ++i)
                 m(i, j) = static_cast<Scalar>(sd * rng.normal(static_cast<std::uint64_t>(j * k + i)));

@@ -458,9 +458,9 @@ void multi_head_impl(const char* fn, const M& mechanism, const HeadsView<const S
 #ifdef _OPENMP
     if (!omp_in_parallel()) threads = omp_get_max_threads();
 #endif
-    // On a busy machine (detail/parallel.hpp rule 9) the items run one after another, and so
-    // do the kernels inside them.
-    parallel = threads > 1 && n_items >= 2 * static_cast<Index>(threads) && !machine_busy();
+    // By sizes only (on a busy machine, parallel_region runs the items on one thread, with the
+    // same single-threaded kernels: detail/parallel.hpp rule 9).
+    parallel = threads > 1 && n_items >= 2 * static_cast<Index>(threads);
     const int slots = parallel ? threads : 1;
 
     const auto len_q = [&](Index b) { return item_lengths(o, b, n_q, n_k).first; };

@@ -163,7 +163,7 @@ void add_conv_skip(const Eigen::Ref<const Matrix<Scalar>>& v, const std::vector<
     }
     constexpr Index chunk = 256;
     const Index n_chunks = ceil_div(n, chunk);
-ATTNX_OMP(parallel for schedule(static) if (n_chunks > 1))
+ATTNX_OMP(parallel for schedule(static) if (n_chunks > 1 && !machine_busy()))
     for (Index c = 0; c < n_chunks; ++c) {
         const Index r0 = c * chunk, r1 = std::min(n, r0 + chunk);
         for (Index t = 0; t < len; ++t) {

@@ -125,7 +125,7 @@ template <typename Derived>
 bool all_finite(const Eigen::MatrixBase<Derived>& m) {
     using Scalar = typename Derived::Scalar;
     bool ok = true;
-ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) if (m.size() > min_parallel_scan))
+ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) if (m.size() > min_parallel_scan && !machine_busy()))
     for (Index j = 0; j < m.cols(); ++j) ok = ok && (m.col(j).array() * Scalar(0)).sum() == Scalar(0);
     return ok;
 }
@@ -192,7 +192,7 @@ template <typename Derived>
 bool finite_max_abs(const Eigen::MatrixBase<Derived>& m, long double& mx) {
     double best = 0;
     bool ok = true;
-ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) reduction(max : best) if (m.size() > min_parallel_scan))
+ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) reduction(max : best) if (m.size() > min_parallel_scan && !machine_busy()))
     for (Index j = 0; j < m.cols(); ++j) ok = scan_column(m.col(j), best) && ok;
     mx = best;
     return ok;
@@ -217,7 +217,7 @@ Magnitudes check_finite_qkv(const char* fn, const AttentionOptions& o, const Eig
     const Index cq = q.cols(), ck = k.cols(), total = cq + ck + v.cols();
     double best_q = 0, best_k = 0, best_v = 0;
     bool ok_q = true, ok_k = true, ok_v = true;
-ATTNX_OMP(parallel for schedule(static) reduction(&& : ok_q, ok_k, ok_v) reduction(max : best_q, best_k, best_v) if (q.size() + k.size() + v.size() > min_parallel_scan))
+ATTNX_OMP(parallel for schedule(static) reduction(&& : ok_q, ok_k, ok_v) reduction(max : best_q, best_k, best_v) if (q.size() + k.size() + v.size() > min_parallel_scan && !machine_busy()))
     for (Index j = 0; j < total; ++j) {
         if (j < cq)
             ok_q = scan_column(q.col(j), best_q) && ok_q;

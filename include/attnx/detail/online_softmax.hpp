@@ -354,7 +354,7 @@ void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eig
 template <typename Scalar>
 void softmax_columns(Eigen::Ref<Matrix<Scalar>> st) {
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
-ATTNX_OMP(parallel for schedule(static) if (st.size() > min_parallel_compute))
+ATTNX_OMP(parallel for schedule(static) if (st.size() > min_parallel_compute && !machine_busy()))
     for (Index c = 0; c < st.cols(); ++c) {
         auto col = st.col(c);
         const Scalar mx = col.maxCoeff();

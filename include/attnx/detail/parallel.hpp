@@ -28,8 +28,11 @@
 ///    machine a descheduled thread makes each barrier wait a scheduler slice. A call opens one
 ///    region per pass over its inputs (small merges run inside it, after a barrier), and a call
 ///    too small to pay for a team (min_parallel_flops) runs on the calling thread alone.
-/// 9. A busy machine: after a team that waited for the scheduler, calls run on the calling
-///    thread for a back-off window (TeamProbe, parallel_region; attnx::set_adaptive_threading).
+/// 9. A busy machine: after a team that waited for the scheduler, attnx's own regions run as
+///    teams of one for a back-off window (TeamProbe, parallel_region; plain loops test
+///    machine_busy() in their `if`; attnx::set_adaptive_threading). Only work whose result does
+///    not depend on the team size moves: Eigen's own threading outside the regions is untouched,
+///    so every result stays a function of the inputs and the thread count, never of the timing.
 #ifndef ATTNX_DETAIL_PARALLEL_HPP
 #define ATTNX_DETAIL_PARALLEL_HPP
 
@@ -167,8 +170,8 @@ void with_serial_products(F&& f) {
 }
 
 /// Rule 9: a busy machine. After a team whose threads arrived late or finished far apart (a
-/// thread of it waited for the scheduler: other processes want the cores), attnx's calls run on
-/// the calling thread alone for a back-off window: 100 ms, doubled after each further late team
+/// thread of it waited for the scheduler: other processes want the cores), attnx's regions run
+/// on the calling thread alone for a back-off window: 100 ms, doubled after each further late team
 /// up to 3.2 s, and reset by a team that ran cleanly. The first call after a window tries a team
 /// again. Results do not change (rule 4), only who computes them. See set_adaptive_threading.
 struct BusyState {
@@ -310,17 +313,20 @@ ATTNX_OMP(parallel num_threads(team))
 /// a descheduled thread of the team.
 constexpr double min_parallel_flops = 4.0e6;
 
-/// True when a call of `flops` nominal operations should run on one thread: it is small
-/// (rule 8), or the machine is busy (rule 9).
-inline bool run_serially(double flops) { return flops < min_parallel_flops || machine_busy(); }
+/// True when a call of `flops` nominal operations should run on one thread (rule 8). By size
+/// only, never by the busy state (rule 9 acts in parallel_region): Eigen's own threaded
+/// products outside attnx's regions (the materialized kernel, Nyström's report) round by
+/// thread count, so what they get must not depend on the timing of earlier calls.
+inline bool run_serially(double flops) { return flops < min_parallel_flops; }
 
 }  // namespace detail
 
 /// Turns the busy-machine back-off of attnx's threading on (the default) or off. On: after a
 /// thread team that waited for the scheduler (another process held the cores), attnx runs its
-/// calls on the calling thread alone for 0.1 s to 3.2 s, then tries a team again; on a busy
-/// machine that is faster than a team whose every barrier waits a scheduler slice (the
-/// benchmark bench_oversubscribed measures both). Off: every call that is large enough uses all
+/// own parallel regions on the calling thread alone for 0.1 s to 3.2 s, then tries a team again;
+/// on a busy machine that is faster than a team whose every barrier waits a scheduler slice (the
+/// benchmark bench_oversubscribed measures both). Eigen's own threaded products (the
+/// materialized exact kernel) are not affected. Off: every call that is large enough uses all
 /// OpenMP threads. Either way the results are the same, bit for bit. Thread-safe; affects the
 /// whole program. Turning it off also ends a running back-off window.
 inline void set_adaptive_threading(bool on) {
