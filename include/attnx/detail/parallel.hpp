@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// \file detail/parallel.hpp
-/// The threading policy of attnx, in one place. Not API.
+/// The threading policy of attnx, in one place. Not API, except attnx::set_adaptive_threading
+/// and attnx::adaptive_threading at the end (every attnx header includes this one).
 ///
 /// 1. OpenMP is optional: every pragma goes through ATTNX_OMP(...), which expands to
 ///    `#pragma omp ...` when compiled with OpenMP and to nothing otherwise. Without OpenMP every
