@@ -164,7 +164,7 @@ set_tests_properties(attnx_run_readme_commands PROPERTIES LABELS attnx_run PASS_
 # Real activations of a pretrained model, [heads, 128, d_h] (one sequence, B = 1, BHND): exact
 # attention through attnx::multi_head_attention reproduces the model's own output (1e-5, float).
 set(_real "${_data}/realdata")
-attnx_run_test(heads_realdata_bhnd CODE 0 REGEX "exact, float32, multi-head bhnd: q \\(B, N, H, D\\) = \\(1, 128, 4, 128\\).*compare: PASS"
+attnx_run_test(heads_realdata_bhnd CODE 0 REGEX "exact, float32, multi-head bhnd: q \\(B, H, N, D\\) = \\(1, 4, 128, 128\\).*compare: PASS"
   ARGS --method exact --head-layout bhnd --q "${_real}/dickens_L1_q.npy" --k "${_real}/dickens_L1_k.npy"
        --v "${_real}/dickens_L1_v.npy" --out "${_work}/heads_L1.npy"
        --compare "${_real}/dickens_L1_ctx_ref.npy" --max-rel-err 1e-5)
