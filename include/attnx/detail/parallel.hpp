@@ -176,9 +176,10 @@ void with_serial_products(F&& f) {
 /// up to 3.2 s, and reset by a team that ran cleanly. The first call after a window tries a team
 /// again. Results do not change (rule 4), only who computes them. See set_adaptive_threading.
 struct BusyState {
-    std::atomic<std::int64_t> until_ns{0};  ///< steady-clock time before which calls run serially
-    std::atomic<int> level{0};              ///< back-off doublings so far
+    std::atomic<std::int64_t> until_ns{0};     ///< steady-clock time before which calls run serially
+    std::atomic<int> level{0};                 ///< back-off doublings so far
     std::atomic<bool> enabled{true};
+    std::atomic<std::int64_t> last_team_ns{0};  ///< when the last timed team ended (0: never)
 };
 inline BusyState& busy_state() {
     static BusyState state;  // one per program (an inline function's static)
@@ -230,7 +231,10 @@ inline bool thread_usage(std::int64_t& cpu_ns, long& preempted) {
 /// spent off its core. Either one over 1 ms and over 1/3 of the region's time makes the team
 /// late: an idle machine wakes a thread in microseconds and preempts nothing, a busy one takes
 /// a scheduler slice (milliseconds), and past 1/3 the wait costs more than a second thread
-/// saves. Cost: two getrusage calls per thread (about 1 µs each).
+/// saves. A late entry counts only for a warm team (the previous timed team ended under 2 ms
+/// before): threads that slept longer, or are being created (the program's first team), can
+/// take milliseconds to wake on an idle virtual machine. Cost: two getrusage calls per thread
+/// (about 1 µs each).
 class TeamProbe {
 public:
     static constexpr int max_sampled = 64;  ///< threads beyond this are not timed
@@ -252,10 +256,13 @@ public:
     void judge(int team) const {
         const std::int64_t close = now_ns();
         const int n = std::min(team, max_sampled);
+        constexpr std::int64_t warm_ns = 2'000'000;  // 2 ms
+        const std::int64_t last = busy_state().last_team_ns.exchange(close, std::memory_order_relaxed);
+        const bool warm = last > 0 && m_open - last < warm_ns;
         std::int64_t worst = 0;
         for (int t = 0; t < n; ++t) {
             const Sample& s = m_samples[t];
-            worst = std::max(worst, s.wall_in - m_open);
+            if (warm) worst = std::max(worst, s.wall_in - m_open);
             if (s.usage && s.preempted_out > s.preempted_in)
                 worst = std::max(worst, (s.wall_out - s.wall_in) - (s.cpu_out - s.cpu_in));
         }
