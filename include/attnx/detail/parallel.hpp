@@ -231,9 +231,9 @@ inline bool thread_usage(std::int64_t& cpu_ns, long& preempted) {
 /// spent off its core. Either one over 1 ms and over 1/3 of the region's time makes the team
 /// late: an idle machine wakes a thread in microseconds and preempts nothing, a busy one takes
 /// a scheduler slice (milliseconds), and past 1/3 the wait costs more than a second thread
-/// saves. A late entry counts only for a warm team (the previous timed team ended under 2 ms
-/// before): threads that slept longer, or are being created (the program's first team), can
-/// take milliseconds to wake on an idle virtual machine. Cost: two getrusage calls per thread
+/// saves. A late entry counts only for a warm team (the previous timed team ended under 0.2 ms
+/// before, while libgomp's threads still spin): threads that went to sleep, or are being
+/// created (the program's first team), can take milliseconds to wake on an idle virtual machine. Cost: two getrusage calls per thread
 /// (about 1 µs each).
 class TeamProbe {
 public:
@@ -256,7 +256,7 @@ public:
     void judge(int team) const {
         const std::int64_t close = now_ns();
         const int n = std::min(team, max_sampled);
-        constexpr std::int64_t warm_ns = 2'000'000;  // 2 ms
+        constexpr std::int64_t warm_ns = 200'000;  // 0.2 ms: libgomp's threads still spin
         const std::int64_t last = busy_state().last_team_ns.exchange(close, std::memory_order_relaxed);
         const bool warm = last > 0 && m_open - last < warm_ns;
         std::int64_t worst = 0;
