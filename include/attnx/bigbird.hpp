@@ -37,6 +37,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "attnx/block_layout.hpp"
@@ -143,10 +144,17 @@ void block_sparse_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>
                           const BlockLayout* layout, const BigBirdOptions* bigbird, const AttentionOptions& o,
                           Eigen::Ref<Matrix<Scalar>> out) {
     // Nominal work: every kept block in full (a b x b tile of logits and of the weighted sum).
-    const double b = layout != nullptr ? double(layout->block_size()) : double(bigbird->block);
-    const double blocks = layout != nullptr ? double(layout->kept_blocks())
-                                            : double(ceil_div(q.rows(), bigbird->block)) *
-                                                  double(bigbird->window + 2 * bigbird->global + bigbird->random);
+    // In double throughout: block, window, global and random may be as large as Index allows.
+    const double n = double(std::max(q.rows(), k.rows()));
+    const double b = std::min(n, layout != nullptr ? double(layout->block_size()) : double(bigbird->block));
+    double blocks = 0;
+    if (layout != nullptr) {
+        blocks = double(layout->kept_blocks());
+    } else {
+        const double per_row = double(bigbird->window) + 2.0 * double(bigbird->global) + double(bigbird->random);
+        const double nb = std::ceil(n / b);
+        blocks = nb * std::min(nb, per_row);
+    }
     const SerialScope serial(run_serially(2.0 * blocks * b * b * double(q.cols() + v.cols())));
     const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
     if (layout != nullptr) {

@@ -296,12 +296,19 @@ void parallel_region(int team, F&& body) {
         // (a late team of an earlier region), with single-threaded Eigen products (rule 7).
         const SerialScope serial(team > 1);
 ATTNX_OMP(parallel num_threads(1))
-        body();
+        {
+            omp_set_num_threads(1);  // rule 7 inside the region too (see below)
+            body();
+        }
         return;
     }
     TeamProbe probe;
 ATTNX_OMP(parallel num_threads(team))
     {
+        // Each thread's own thread count is 1 for the region (it ends with the region): Eigen's
+        // products stay single-threaded with the same blocking whatever team the runtime granted
+        // (OMP_DYNAMIC, a thread limit, a list in OMP_NUM_THREADS, a caller's region).
+        omp_set_num_threads(1);
         const int t = omp_get_thread_num();
         probe.enter(t);
         body();
