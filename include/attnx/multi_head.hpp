@@ -371,11 +371,10 @@ std::pair<std::exception_ptr, Index> run_items(Index n, bool parallel, int threa
         return {first, first_i};
     }
 #ifdef _OPENMP
+    // parallel_region sets each thread's count to 1 for the region: the kernels' nested regions
+    // get one thread, and Eigen's own products on it run single-threaded, as inside a kernel's
+    // team at top level.
     parallel_region(threads, [&] {
-        // Nested regions of the kernels get one thread anyway (one active level); this makes
-        // Eigen's own products on this thread single-threaded too (it asks omp_get_max_threads),
-        // as they are inside a kernel's team at top level. The setting ends with the region.
-        omp_set_num_threads(1);
         const int t = omp_get_thread_num();
 ATTNX_OMP(for schedule(static))
         for (Index i = 0; i < n; ++i) {

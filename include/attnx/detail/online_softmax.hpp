@@ -103,7 +103,8 @@ void max_abs_block(const Block& b, double& best) {
     if (b.size() > 0) best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
 }
 
-/// True if every entry of a (small) block is finite: the x * 0 sum is NaN otherwise.
+/// True if every entry of a (small) block is finite: the x * 0 sum is NaN otherwise. The serial,
+/// whole-block form of all_finite (checks.hpp), for a tile inside a kernel's region.
 template <typename Block>
 bool all_finite_block(const Block& b) {
     using Scalar = typename Block::Scalar;

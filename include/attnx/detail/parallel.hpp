@@ -292,12 +292,11 @@ template <typename F>
 void parallel_region(int team, F&& body) {
 #ifdef _OPENMP
     if (team <= 1 || machine_busy()) {
-        // A team of one; inside a back-off window that began after this call chose its team
-        // (a late team of an earlier region), with single-threaded Eigen products (rule 7).
-        const SerialScope serial(team > 1);
+        // A team of one, also inside a back-off window that began after this call chose its
+        // team (a late team of an earlier region); single-threaded Eigen products as below.
 ATTNX_OMP(parallel num_threads(1))
         {
-            omp_set_num_threads(1);  // rule 7 inside the region too (see below)
+            omp_set_num_threads(1);
             body();
         }
         return;
