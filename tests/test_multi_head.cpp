@@ -523,6 +523,87 @@ TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Exact attention with at most one query tile per sequence (decoding) takes the grouped path:
+// each key tile of a key/value head is read once for its whole group of query heads. Still the
+// single-head loop's bits: key parts (sequences of >= 1024 keys are split), D = 128 (Eigen's GEMV
+// blocks 128+ columns by K's stride), causal, cross lengths, several query rows, any thread count.
+
+TEST(MultiHead, GroupedDecodeEqualsTheLoopForAnyLayoutAndThreadCount) {
+    const Batch<float> one(2, 1, 1500, 8, 2, 128, 128, 60);  // one query token, H_q 8, H_kv 2
+    const Batch<float> few(2, 5, 1300, 4, 1, 128, 64, 61);   // 5 query rows: products, not GEMV
+    const Batch<double> dbl(1, 1, 4100, 4, 2, 128, 64, 62);  // GEMV, K stride >= 32000 bytes in the loop
+    MultiHeadOptions lengths;
+    lengths.key_lengths = {1500, 1100};
+    MultiHeadOptions causal;
+    causal.causal = true;
+    causal.key_lengths = {700, 1300};
+    causal.query_lengths = {5, 2};
+    MultiHeadOptions causal_dbl;
+    causal_dbl.causal = true;
+    causal_dbl.key_lengths = {4000};
+    MultiHeadOptions padded;
+    padded.key_padding_mask.assign(2 * 1300, false);
+    for (std::size_t j = 0; j < padded.key_padding_mask.size(); j += 7) padded.key_padding_mask[j] = true;
+    attnx::ExactOptions unchecked;
+    unchecked.check_finite = false;
+#ifdef _OPENMP
+    const int saved = omp_get_max_threads();
+    for (const int t : {1, 2, 3}) {
+        omp_set_num_threads(t);
+#else
+    for (const int t : {1}) {
+#endif
+        EXPECT_EQ(run_layer(attnx::Exact{}, one), reference_loop(attnx::Exact{}, one, {})) << t << " threads";
+        EXPECT_EQ(run_layer(attnx::Exact{}, one, lengths), reference_loop(attnx::Exact{}, one, lengths)) << t;
+        EXPECT_EQ(run_layer(attnx::Exact{unchecked}, one), reference_loop(attnx::Exact{unchecked}, one, {})) << t;
+        EXPECT_EQ(run_layer(attnx::Exact{}, few, causal), reference_loop(attnx::Exact{}, few, causal)) << t;
+        EXPECT_EQ(run_layer(attnx::Exact{}, few, padded), reference_loop(attnx::Exact{}, few, padded)) << t;
+        EXPECT_EQ(run_layer(attnx::Exact{}, dbl, causal_dbl), reference_loop(attnx::Exact{}, dbl, causal_dbl)) << t;
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    // Against float64 exact attention (not only against itself): head 5 reads key/value head 1.
+    const std::vector<float> got = run_layer(attnx::Exact{}, one);
+    const Matrix<double> want = attnx::exact_attention(slice(one.qv(), 1, 5, 1).cast<double>().eval(),
+                                                       slice(one.kv(), 1, 1, 1500).cast<double>().eval(),
+                                                       slice(one.vv(), 1, 1, 1500).cast<double>().eval());
+    const Matrix<float> head = slice(HeadsView<const float>::bnhd(got.data(), 2, 1, 8, 128), 1, 5, 1);
+    EXPECT_LE(attnx::compare(head.cast<double>().eval(), want).rel_fro, 1e-5);
+}
+
+TEST(MultiHead, GroupedDecodeReportsTheLowestFailingItemsError) {
+    Batch<float> x(2, 1, 1200, 8, 2, 64, 64, 63);
+    // Key 900 of sequence 1, key/value head 1 (query heads 4..7): infinite.
+    x.k[static_cast<std::size_t>(((1 * 1200 + 900) * 2 + 1) * 64 + 3)] = std::numeric_limits<float>::infinity();
+    // Sequence 0, head 6: a query of 1e36 makes its logits overflow float (the other heads fit).
+    Batch<float> y(2, 1, 1200, 8, 2, 64, 64, 64);
+    y.q[static_cast<std::size_t>(6 * 64 + 10)] = 1e36f;
+    for (const int t : {1, 2}) {
+#ifdef _OPENMP
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(t);
+#endif
+        EXPECT_THAT([&] { run_layer(attnx::Exact{}, x); },
+                    ThrowsMessage<attnx::invalid_argument>(
+                        HasSubstr("batch 1, head 4 (key/value head 1): attnx::exact_attention: k (1200x64) has a "
+                                  "non-finite entry k(900, 3) = inf")));
+        EXPECT_THAT([&] { run_layer(attnx::Exact{}, y); },
+                    ThrowsMessage<attnx::invalid_argument>(
+                        HasSubstr("batch 0, head 6 (key/value head 1): attnx::exact_attention: logits may overflow")));
+#ifdef _OPENMP
+        omp_set_num_threads(saved);
+#endif
+    }
+    // With check_finite off nothing is checked, as in the single-head call: the other items are
+    // still the loop's.
+    attnx::ExactOptions unchecked;
+    unchecked.check_finite = false;
+    const std::vector<float> got = run_layer(attnx::Exact{unchecked}, x), want = reference_loop(attnx::Exact{unchecked}, x, {});
+    for (std::size_t i = 0; i < got.size() / 2; ++i) ASSERT_EQ(got[i], want[i]) << i;  // sequence 0
+}
+
+// ---------------------------------------------------------------------------------------------
 // Real inputs: tests/data/realdata (see ../shared/realdata/README.md), float32 [heads, 128, d_h].
 
 std::vector<float> read_f32(const std::string& path, std::vector<std::int64_t>& shape) {

@@ -111,19 +111,110 @@ bool all_finite_block(const Block& b) {
     return b.size() == 0 || (b.array() * Scalar(0)).sum() == Scalar(0);
 }
 
-/// Per-thread workspace of the online-softmax kernel, allocated once per call.
+/// Per-thread workspace of the online-softmax kernel, allocated once per call for at most
+/// bq_cap query rows and bk_cap key rows. The tiles are views with leading dimensions ld_q (qs,
+/// acc) and ld_k (st), by default the capacities: a workspace allocated for (bq, bk) and one
+/// allocated larger and then laid out by layout(bq, bk) hold their tiles at the same offsets, so
+/// every Eigen reduction over them (which peels to the packet alignment) rounds the same.
 template <typename Scalar>
 struct OnlineWorkspace {
-    Matrix<Scalar> qs;   ///< bq x d: the scaled query tile
-    Matrix<Scalar> st;   ///< bk x bq: transposed scores, then probabilities
-    Matrix<Scalar> acc;  ///< bq x d_v: unnormalised output
+    using View = Eigen::Map<Matrix<Scalar>, 0, Eigen::OuterStride<>>;
+    Matrix<Scalar> qs_buf;   ///< bq x d: the scaled query tile
+    Matrix<Scalar> st_buf;   ///< bk x bq: transposed scores, then probabilities
+    Matrix<Scalar> acc_buf;  ///< bq x d_v: unnormalised output
     Vector<Scalar> m, l, alpha;
+    Index ld_q = 0, ld_k = 0;
     bool scan_keys = false;  ///< fuse the input scan of the visited K and V tiles into keys
     KeyScan keys;
 
-    OnlineWorkspace(Index bq, Index bk, Index d, Index dv)
-        : qs(bq, d), st(bk, bq), acc(bq, dv), m(bq), l(bq), alpha(bq) {}
+    OnlineWorkspace(Index bq_cap, Index bk_cap, Index d, Index dv)
+        : qs_buf(bq_cap, d), st_buf(bk_cap, bq_cap), acc_buf(bq_cap, dv), m(bq_cap), l(bq_cap), alpha(bq_cap),
+          ld_q(bq_cap), ld_k(bk_cap) {}
+
+    /// Lays the tiles out as in a workspace allocated for exactly (bq, bk) (bq, bk <= the capacities).
+    void layout(Index bq, Index bk) {
+        ld_q = bq;
+        ld_k = bk;
+    }
+    View qs(Index rows) { return View(qs_buf.data(), rows, qs_buf.cols(), Eigen::OuterStride<>(ld_q)); }
+    View acc(Index rows) { return View(acc_buf.data(), rows, acc_buf.cols(), Eigen::OuterStride<>(ld_q)); }
+    View st(Index rows, Index cols) { return View(st_buf.data(), rows, cols, Eigen::OuterStride<>(ld_k)); }
 };
+
+/// Starts query tile [i0, i0 + bq) in ws: the scaled queries, m = -inf, l = 0, acc = 0.
+template <typename Scalar>
+void online_begin(const Eigen::Ref<const Matrix<Scalar>>& q, Scalar scale, Index i0, Index bq,
+                  OnlineWorkspace<Scalar>& ws) {
+    ws.qs(bq).noalias() = q.middleRows(i0, bq) * scale;
+    ws.m.head(bq).setConstant(-std::numeric_limits<Scalar>::infinity());
+    ws.l.head(bq).setZero();
+    ws.acc(bq).setZero();
+}
+
+/// One key tile [j0, j0 + kt.rows()) of the online softmax for the bq queries started in ws by
+/// online_begin: kt and vt are that tile's rows of K and V (column-major blocks; any outer
+/// stride gives the same bits). The fused scan (ws.scan_keys) learns the finiteness of the key
+/// rows from the scores; with max_tiles it also raises ws.keys.max_k and max_v to max |x| over
+/// the tiles, each right after the product that read it (so while it is in L1).
+template <typename Scalar, typename KTile, typename VTile>
+void online_step(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i0, Index bq, Index j0,
+                 OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+    const Index bk = kt.rows();
+    auto qs = ws.qs(bq);
+    auto m = ws.m.head(bq);
+    auto l = ws.l.head(bq);
+    auto alpha = ws.alpha.head(bq);
+    auto acc = ws.acc(bq);
+    auto st = ws.st(bk, bq);
+    // The scores, in slices of at most 64 columns of K: Eigen's GEMV sums 128 or more columns in
+    // blocks whose width depends on K's outer stride, and the result must not depend on the
+    // layout K came in (multi_head_attention's grouped path: bit-identical to single-head calls).
+    constexpr Index slice = 64;
+    const Index d = kt.cols();
+    if (d < 2 * slice) {
+        st.noalias() = kt * qs.transpose();
+    } else {
+        st.noalias() = kt.leftCols(slice) * qs.leftCols(slice).transpose();
+        for (Index c0 = slice; c0 < d; c0 += slice) {
+            const Index w = std::min(slice, d - c0);
+            st.noalias() += kt.middleCols(c0, w) * qs.middleCols(c0, w).transpose();
+        }
+    }
+    if (ws.scan_keys) {
+        ws.keys.ok_k = ws.keys.ok_k && all_finite_block(st);  // KeyScan: NaN/Inf of the key rows
+        if (max_tiles) max_abs_block(kt, ws.keys.max_k);
+    }
+    const bool masked = mask.any() && tile_needs_mask(mask, i0, j0 + bk);
+    if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
+    bool rescale = false;
+    for (Index c = 0; c < bq; ++c) {
+        auto col = st.col(c);
+        const Scalar m_new = std::max(m(c), col.maxCoeff());
+        if (m_new == neg_inf) {  // nothing visible yet for this query
+            col.setZero();
+            alpha(c) = Scalar(1);
+            continue;
+        }
+        col = (col.array() - m_new).exp();
+        const Scalar a = std::exp(m(c) - m_new);  // 0 when m(c) = -inf
+        alpha(c) = a;
+        rescale = rescale || a != Scalar(1);
+        l(c) = l(c) * a + col.sum();
+        m(c) = m_new;
+    }
+    if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
+    if (rescale) acc.array().colwise() *= alpha.array();
+    acc.noalias() += st.transpose() * vt;
+    if (ws.scan_keys && max_tiles) max_abs_block(vt, ws.keys.max_v);
+}
+
+/// Ends a range of key tiles: the accumulator carries any NaN/Inf of the visited value rows
+/// (KeyScan).
+template <typename Scalar>
+void online_end(Index bq, OnlineWorkspace<Scalar>& ws) {
+    if (ws.scan_keys) ws.keys.ok_v = ws.keys.ok_v && all_finite_block(ws.acc(bq));
+}
 
 /// Runs the key ranges [t_begin, t_end) of query tile [i0, i0 + bq) into ws.m, ws.l, ws.acc
 /// (which this function initialises).
@@ -132,51 +223,59 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
                  const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
                  const KeyTiles& tiles, Index qt, Index i0, Index bq, Index t_begin, Index t_end,
                  OnlineWorkspace<Scalar>& ws) {
-    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
-    auto qs = ws.qs.topRows(bq);
-    qs.noalias() = q.middleRows(i0, bq) * scale;
-    auto m = ws.m.head(bq);
-    auto l = ws.l.head(bq);
-    auto alpha = ws.alpha.head(bq);
-    auto acc = ws.acc.topRows(bq);
-    m.setConstant(neg_inf);
-    l.setZero();
-    acc.setZero();
+    online_begin<Scalar>(q, scale, i0, bq, ws);
     for (Index t = t_begin; t < t_end; ++t) {
         const KeyRange kr = tiles.range(qt, t);
         const Index j0 = kr.begin, bk = kr.end - kr.begin;
         if (bk <= 0) continue;
-        auto st = ws.st.topLeftCorner(bk, bq);
-        st.noalias() = k.middleRows(j0, bk) * qs.transpose();
-        if (ws.scan_keys) {  // KeyScan: the scores carry any NaN/Inf of the key rows
-            max_abs_block(k.middleRows(j0, bk), ws.keys.max_k);
-            ws.keys.ok_k = ws.keys.ok_k && all_finite_block(st);
-        }
-        const bool masked = mask.any() && tile_needs_mask(mask, i0, kr.end);
-        if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
-        bool rescale = false;
-        for (Index c = 0; c < bq; ++c) {
-            auto col = st.col(c);
-            const Scalar m_new = std::max(m(c), col.maxCoeff());
-            if (m_new == neg_inf) {  // nothing visible yet for this query
-                col.setZero();
-                alpha(c) = Scalar(1);
-                continue;
-            }
-            col = (col.array() - m_new).exp();
-            const Scalar a = std::exp(m(c) - m_new);  // 0 when m(c) = -inf
-            alpha(c) = a;
-            rescale = rescale || a != Scalar(1);
-            l(c) = l(c) * a + col.sum();
-            m(c) = m_new;
-        }
-        if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
-        if (rescale) acc.array().colwise() *= alpha.array();
-        acc.noalias() += st.transpose() * v.middleRows(j0, bk);
-        if (ws.scan_keys) max_abs_block(v.middleRows(j0, bk), ws.keys.max_v);
+        online_step<Scalar>(k.middleRows(j0, bk), v.middleRows(j0, bk), mask, i0, bq, j0, ws, true);
     }
-    // KeyScan: the accumulator carries any NaN/Inf of the visited value rows.
-    if (ws.scan_keys) ws.keys.ok_v = ws.keys.ok_v && all_finite_block(acc);
+    online_end<Scalar>(bq, ws);
+}
+
+/// Into how many parts the key list of one query tile is split (the partial results merged by
+/// merge_parts): only when there are fewer than 4 query tiles, to keep the threads busy; at
+/// most 8 per call and at least 4 key tiles per part. Depends on the sizes only (determinism).
+inline Index key_parts(Index n_query_tiles, Index key_tile_count) {
+    constexpr Index split_below = 4;
+    constexpr Index target_items = 8;
+    constexpr Index min_tiles_per_part = 4;
+    const Index p = n_query_tiles < split_below ? ceil_div(target_items, n_query_tiles) : 1;
+    return std::min<Index>(p, std::max<Index>(1, key_tile_count / min_tiles_per_part));
+}
+
+/// Stores the state (m, l, acc) of bq rows in ws as partial result `item` of part_acc (bq_max
+/// rows per item) and part_ml (columns m, l).
+template <typename Scalar>
+void store_part(OnlineWorkspace<Scalar>& ws, Index bq, Index bq_max, Index item, Matrix<Scalar>& part_acc,
+                Matrix<Scalar>& part_ml) {
+    part_acc.middleRows(item * bq_max, bq) = ws.acc(bq);
+    part_ml.block(item * bq_max, 0, bq, 1) = ws.m.head(bq);
+    part_ml.block(item * bq_max, 1, bq, 1) = ws.l.head(bq);
+}
+
+/// out row c (c < rows) = the softmax-weighted merge of the partial results f, ..., f + p - 1
+/// (stored by store_part), in that fixed order; zero if no part saw a visible key.
+template <typename Scalar, typename Out>
+void merge_parts(const Matrix<Scalar>& part_acc, const Matrix<Scalar>& part_ml, Index f, Index p, Index bq_max,
+                 Index rows, Out&& out) {
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+    for (Index c = 0; c < rows; ++c) {
+        Scalar mx = neg_inf;
+        for (Index s = 0; s < p; ++s) mx = std::max(mx, part_ml((f + s) * bq_max + c, 0));
+        auto row = out.row(c);
+        row.setZero();
+        if (mx == neg_inf) continue;
+        Scalar l = 0;
+        for (Index s = 0; s < p; ++s) {
+            const Scalar ms = part_ml((f + s) * bq_max + c, 0);
+            if (ms == neg_inf) continue;
+            const Scalar w = std::exp(ms - mx);
+            l += w * part_ml((f + s) * bq_max + c, 1);
+            row += w * part_acc.row((f + s) * bq_max + c);
+        }
+        row /= l;
+    }
 }
 
 /// Writes acc / l into out (zero rows where l == 0). Column by column: out is column-major,
@@ -185,7 +284,7 @@ template <typename Scalar, typename Out>
 void finish_rows(OnlineWorkspace<Scalar>& ws, Index bq, Out&& out) {
     auto inv_l = ws.alpha.head(bq);  // alpha is free once the tile loop is done
     for (Index c = 0; c < bq; ++c) inv_l(c) = ws.l(c) > Scalar(0) ? Scalar(1) / ws.l(c) : Scalar(0);
-    out = ws.acc.topRows(bq).array().colwise() * inv_l.array();
+    out = ws.acc(bq).array().colwise() * inv_l.array();
 }
 
 /// Exact softmax attention of q against the key tiles that `tiles` lists for each query tile.
@@ -207,18 +306,12 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
     const Index n_qt = ceil_div(n_q, bq);
 
     // Split the key list of each query tile into parts when there are too few query
-    // tiles to keep the threads busy. Depends on the sizes only (determinism).
-    // Only for fewer than 4 query tiles: splitting costs a merge and fresh partial buffers.
-    constexpr Index split_below = 4;
-    constexpr Index target_items = 8;
-    constexpr Index min_tiles_per_part = 4;
+    // tiles to keep the threads busy (key_parts).
     std::vector<Index> parts(static_cast<std::size_t>(n_qt), 1);
     std::vector<Index> first_item(static_cast<std::size_t>(n_qt) + 1, 0);
     bool any_split = false;
     for (Index qt = 0; qt < n_qt; ++qt) {
-        const Index cnt = tiles.count(qt);
-        Index p = n_qt < split_below ? ceil_div(target_items, n_qt) : 1;
-        p = std::min<Index>(p, std::max<Index>(1, cnt / min_tiles_per_part));
+        const Index p = key_parts(n_qt, tiles.count(qt));
         parts[static_cast<std::size_t>(qt)] = p;
         any_split = any_split || p > 1;
         first_item[static_cast<std::size_t>(qt) + 1] = first_item[static_cast<std::size_t>(qt)] + p;
@@ -260,7 +353,6 @@ ATTNX_OMP(critical(attnx_key_scan))
     // region after the barrier of the item loop (detail/parallel.hpp rule 8).
     Matrix<Scalar> part_acc(bq * n_items, dv);
     Matrix<Scalar> part_ml(bq * n_items, 2);
-    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
     parallel_region(team, [&] {
         OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
         ws.scan_keys = scan != nullptr;
@@ -275,9 +367,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 const Index t0 = cnt * part / p, t1 = cnt * (part + 1) / p;
                 const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
                 online_tile<Scalar>(q, k, v, scale, mask, tiles, qt, i0, rows, t0, t1, ws);
-                part_acc.middleRows(item * bq, rows) = ws.acc.topRows(rows);
-                part_ml.block(item * bq, 0, rows, 1) = ws.m.head(rows);
-                part_ml.block(item * bq, 1, rows, 1) = ws.l.head(rows);
+                store_part(ws, rows, bq, item, part_acc, part_ml);
             });
         }
         if (scan != nullptr) {
@@ -289,23 +379,8 @@ ATTNX_OMP(for schedule(static) nowait)
         for (Index qt = 0; qt < n_qt; ++qt) {
             errors.run([&] {
                 const Index i0 = qt * bq, rows = std::min(bq, n_q - i0);
-                const Index f = first_item[static_cast<std::size_t>(qt)], p = parts[static_cast<std::size_t>(qt)];
-                for (Index c = 0; c < rows; ++c) {
-                    Scalar mx = neg_inf;
-                    for (Index s = 0; s < p; ++s) mx = std::max(mx, part_ml((f + s) * bq + c, 0));
-                    auto row = out.row(i0 + c);
-                    row.setZero();
-                    if (mx == neg_inf) continue;
-                    Scalar l = 0;
-                    for (Index s = 0; s < p; ++s) {
-                        const Scalar ms = part_ml((f + s) * bq + c, 0);
-                        if (ms == neg_inf) continue;
-                        const Scalar w = std::exp(ms - mx);
-                        l += w * part_ml((f + s) * bq + c, 1);
-                        row += w * part_acc.row((f + s) * bq + c);
-                    }
-                    row /= l;
-                }
+                merge_parts(part_acc, part_ml, first_item[static_cast<std::size_t>(qt)],
+                            parts[static_cast<std::size_t>(qt)], bq, rows, out.middleRows(i0, rows));
             });
         }
     });
