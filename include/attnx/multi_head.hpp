@@ -48,9 +48,9 @@
 /// each tile of 128 keys is gathered from the cache once and used by every query head of its
 /// group while it is in cache (grouped-query attention reads its cache once, not H_q / H_kv
 /// times; Ainslie et al., Sec. 2). Same results (bit-identical to the single-head loop) and same
-/// errors; memory: per call the gathered queries and outputs of all items, O(B·H_q·L_q·(D + D_v))
-/// (times the key parts, at most 8, for caches of 1024 keys or more); per thread one key tile of
-/// K and V. Measured (2-core AVX2, H_q 32, H_kv 8, D 128, 32768 keys): K and V read at 0.6 of a
+/// errors; memory: per thread one key tile of K and V and one item's queries and output; per
+/// call, for caches of 1024 keys or more, the partial results of the key parts (at most 8 of
+/// L_q x (D_v + 2) per item). Measured (2-core AVX2, H_q 32, H_kv 8, D 128, 32768 keys): K and V read at 0.6 of a
 /// same-run memory copy's rate, up from 0.1 (see the README's performance section).
 ///
 /// Errors: attnx::invalid_argument before any work for mismatched B, D, N or H_kv between q, k,
@@ -416,12 +416,18 @@ void gather_slice(const HeadsView<const Scalar>& x, Index b, Index h, Index rows
 }
 
 /// Writes the column-major rows x D matrix src into rows [0, rows) of the (b, h) slice of out,
-/// and zeros into its rows [rows, N).
+/// and zeros into its rows [rows, N). Token-major outputs (unit stride along D) through
+/// transpose_rows (src read as the row-major D x rows matrix it also is).
 template <typename Scalar>
 void scatter_slice(const Scalar* src, Index rows, const HeadsView<Scalar>& out, Index b, Index h) {
     constexpr Index block = 32;
     Scalar* base = out.data + b * out.stride_batch + h * out.stride_head;
-    for (Index n0 = 0; n0 < out.tokens; n0 += block) {
+    Index n_first = 0;  // rows from here on are written below
+    if (out.stride_dim == 1 && rows > 0) {
+        transpose_rows<Scalar>(src, rows, out.dim, rows, base, out.stride_token, nullptr);
+        n_first = rows;
+    }
+    for (Index n0 = n_first; n0 < out.tokens; n0 += block) {
         const Index n1 = std::min(out.tokens, n0 + block);
         for (Index n = n0; n < n1; ++n) {
             Scalar* row = base + n * out.stride_token;
@@ -539,9 +545,9 @@ struct HeadScratch {
 /// finite; an item that is not clean is left to the caller, which recomputes it through the
 /// general path (the single-head call, which then throws its error or returns its values).
 ///
-/// Memory: per call, the gathered queries and the outputs of all items, O(B·H_q·L_q·(D + D_v)),
-/// plus the partial results of split items (at most 8 key parts); per thread, one key tile of K
-/// and V and one online-softmax workspace per query head of a group.
+/// Memory: per call, the partial results of items whose keys are split into parts (L_k >= 1024
+/// keys: at most 8 parts of L_q x (D_v + 2) per item); per thread, one key tile of K and V, one
+/// item's queries and output, and one online-softmax workspace per query head of a group.
 /// Returns redo: redo[i] != 0 for item i = b·H_q + h to recompute; out holds every other item.
 template <typename Scalar>
 std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Scalar>& q,
@@ -611,15 +617,13 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
         first_slot[static_cast<std::size_t>(i)] = n_slots;
         if (parts > 1) n_slots += parts;
     }
-    Matrix<Scalar> qbuf(bq_max * d, n_items), obuf(bq_max * dv, n_items);
     Matrix<Scalar> part_acc(bq_max * n_slots, dv), part_ml(bq_max * n_slots, 2);
-    std::vector<double> q_max(static_cast<std::size_t>(n_items), 0.0), k_max(static_cast<std::size_t>(n_units), 0.0),
-        v_max(static_cast<std::size_t>(n_units), 0.0);
+    std::vector<double> q_max(static_cast<std::size_t>(n_items), 0.0), k_max(static_cast<std::size_t>(n_units), 0.0);
     std::vector<char> q_ok(static_cast<std::size_t>(n_items), 1), redo(static_cast<std::size_t>(n_items), 0);
-    std::vector<char> k_ok(static_cast<std::size_t>(n_units * group), 1), v_ok(static_cast<std::size_t>(n_units * group), 1);
+    std::vector<char> kv_ok(static_cast<std::size_t>(n_units * group), 1);
 
     struct ThreadScratch {
-        Matrix<Scalar> kt, vt;
+        Matrix<Scalar> kt, vt, qg, og;            // a K and a V tile; one item's queries and output
         std::vector<OnlineWorkspace<Scalar>> ws;  // one per query head of a group
     };
     const SerialScope serial(run_serially(flops));
@@ -628,24 +632,28 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
     for (ThreadScratch& t : scratch) {
         t.kt.resize(bk_max, d);
         t.vt.resize(bk_max, dv);
+        t.qg.resize(bq_max, d);
+        t.og.resize(bq_max, dv);
         t.ws.reserve(static_cast<std::size_t>(group));
         for (Index g = 0; g < group; ++g) t.ws.emplace_back(bq_max, bk_max, d, dv);
     }
+    // Item i's result in og (L_q x D_v, column-major) -> out, if its checks pass (else redo).
+    const auto finish_item = [&](Index i, ThreadScratch& t, double max_k, bool kv_clean) {
+        const Index b = i / h_q, h = i % h_q, lq = seqs[static_cast<std::size_t>(b)].lq;
+        const MapC oi(t.og.data(), lq, dv);
+        if (scan && !(q_ok[static_cast<std::size_t>(i)] != 0 && kv_clean &&
+                      logits_fit<Scalar>(scale_d, d, q_max[static_cast<std::size_t>(i)], max_k) && all_finite_block(oi))) {
+            redo[static_cast<std::size_t>(i)] = 1;
+            return;
+        }
+        scatter_slice<Scalar>(t.og.data(), lq, out, b, h);
+    };
+    bool any_merge = false;
+    for (const Sequence& sq : seqs) any_merge = any_merge || sq.parts != 1;
     RegionErrors errors;
     parallel_region(team, [&] {
         ThreadScratch& t = scratch[static_cast<std::size_t>(thread_index())];
-        // 1. Each item's queries, column-major, and their scan.
-ATTNX_OMP(for schedule(static))
-        for (Index i = 0; i < n_items; ++i) {
-            const Sequence& sq = seqs[static_cast<std::size_t>(i / h_q)];
-            if (sq.parts == 0) continue;
-            gather_slice<Scalar>(q, i / h_q, i % h_q, sq.lq, qbuf.col(i).data());
-            if (!scan) continue;
-            const MapC qi(qbuf.col(i).data(), sq.lq, d);
-            q_ok[static_cast<std::size_t>(i)] = all_finite_block(qi) ? 1 : 0;
-            max_abs_block(qi, q_max[static_cast<std::size_t>(i)]);
-        }
-        // 2. The units: each key tile gathered once, then every query head of the group.
+        // The units: each key tile gathered once, then every query head of the group.
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index u = 0; u < n_units; ++u) {
             errors.run([&] {
@@ -653,67 +661,70 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 const Sequence& sq = seqs[static_cast<std::size_t>(un.b)];
                 const Index lq = sq.lq, item0 = un.b * h_q + un.hk * group;
                 for (Index g = 0; g < group; ++g) {
+                    const Index i = item0 + g;
+                    gather_slice<Scalar>(q, un.b, i % h_q, lq, t.qg.data());
+                    const MapC qi(t.qg.data(), lq, d);
+                    if (scan && un.part == 0) {  // one unit per item scans its queries
+                        q_ok[static_cast<std::size_t>(i)] = all_finite_block(qi) ? 1 : 0;
+                        max_abs_block(qi, q_max[static_cast<std::size_t>(i)]);
+                    }
                     OnlineWorkspace<Scalar>& ws = t.ws[static_cast<std::size_t>(g)];
                     ws.layout(lq, sq.tiles.bk);  // as the single-head call's workspace
                     ws.scan_keys = scan;
                     ws.keys = KeyScan{};
-                    online_begin<Scalar>(MapC(qbuf.col(item0 + g).data(), lq, d), scale, 0, lq, ws);
+                    online_begin<Scalar>(qi, scale, 0, lq, ws);
                 }
+                double max_k = 0;
                 const Index t0 = sq.count * un.part / sq.parts, t1 = sq.count * (un.part + 1) / sq.parts;
                 for (Index tile = t0; tile < t1; ++tile) {
                     const KeyRange kr = sq.tiles.range(0, tile);
                     const Index j0 = kr.begin, bk = kr.end - kr.begin;
                     if (bk <= 0) continue;
-                    gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max,
-                                        scan ? &k_max[static_cast<std::size_t>(u)] : nullptr);
-                    gather_rows<Scalar>(v, un.b, un.hk, j0, bk, t.vt.data(), bk_max,
-                                        scan ? &v_max[static_cast<std::size_t>(u)] : nullptr);
+                    gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max, scan ? &max_k : nullptr);
+                    gather_rows<Scalar>(v, un.b, un.hk, j0, bk, t.vt.data(), bk_max);
                     const auto kt = t.kt.topRows(bk);
                     const auto vt = t.vt.topRows(bk);
                     for (Index g = 0; g < group; ++g)
                         online_step<Scalar>(kt, vt, sq.mask, 0, lq, j0, t.ws[static_cast<std::size_t>(g)], false);
                 }
+                k_max[static_cast<std::size_t>(u)] = max_k;
                 for (Index g = 0; g < group; ++g) {
                     OnlineWorkspace<Scalar>& ws = t.ws[static_cast<std::size_t>(g)];
                     const Index i = item0 + g;
                     online_end<Scalar>(lq, ws);
-                    k_ok[static_cast<std::size_t>(u * group + g)] = ws.keys.ok_k ? 1 : 0;
-                    v_ok[static_cast<std::size_t>(u * group + g)] = ws.keys.ok_v ? 1 : 0;
-                    if (sq.parts == 1)
-                        finish_rows(ws, lq, MapM(obuf.col(i).data(), lq, dv));
-                    else
+                    const bool clean = ws.keys.ok_k && ws.keys.ok_v;
+                    if (sq.parts == 1) {  // the item is done: check it and write it out
+                        finish_rows(ws, lq, MapM(t.og.data(), lq, dv));
+                        finish_item(i, t, max_k, clean);
+                    } else {
+                        kv_ok[static_cast<std::size_t>(u * group + g)] = clean ? 1 : 0;
                         store_part(ws, lq, bq_max, first_slot[static_cast<std::size_t>(i)] + un.part, part_acc, part_ml);
+                    }
                 }
             });
         }
-        // 3. Per item: the merge of its key parts, the checks, the scatter into out.
+        if (!any_merge) return;
+        // Items of split sequences: the merge of their key parts; sequences without work: zeros.
 ATTNX_OMP(for schedule(static) nowait)
         for (Index i = 0; i < n_items; ++i) {
             errors.run([&] {
                 const Index b = i / h_q, h = i % h_q;
                 const Sequence& sq = seqs[static_cast<std::size_t>(b)];
+                if (sq.parts == 1) return;
                 if (sq.parts == 0) {
-                    scatter_slice<Scalar>(obuf.col(i).data(), 0, out, b, h);  // zero rows
+                    scatter_slice<Scalar>(t.og.data(), 0, out, b, h);  // zero rows
                     return;
                 }
-                MapM oi(obuf.col(i).data(), sq.lq, dv);
-                if (sq.parts > 1) merge_parts(part_acc, part_ml, first_slot[static_cast<std::size_t>(i)], sq.parts, bq_max, sq.lq, oi);
-                if (scan) {
-                    const Index g = h % group, u0 = first_unit[static_cast<std::size_t>(b * h_kv + h / group)];
-                    double mk = 0;
-                    bool ok = q_ok[static_cast<std::size_t>(i)] != 0;
-                    for (Index u = u0; u < u0 + sq.parts; ++u) {
-                        mk = std::max(mk, k_max[static_cast<std::size_t>(u)]);
-                        ok = ok && k_ok[static_cast<std::size_t>(u * group + g)] != 0 &&
-                             v_ok[static_cast<std::size_t>(u * group + g)] != 0;
-                    }
-                    if (!ok || !logits_fit<Scalar>(scale_d, d, q_max[static_cast<std::size_t>(i)], mk) ||
-                        !all_finite_block(oi)) {
-                        redo[static_cast<std::size_t>(i)] = 1;
-                        return;
-                    }
+                merge_parts(part_acc, part_ml, first_slot[static_cast<std::size_t>(i)], sq.parts, bq_max, sq.lq,
+                            MapM(t.og.data(), sq.lq, dv));
+                const Index u0 = first_unit[static_cast<std::size_t>(b * h_kv + h / group)], g = h % group;
+                double max_k = 0;
+                bool clean = true;
+                for (Index u = u0; u < u0 + sq.parts; ++u) {
+                    max_k = std::max(max_k, k_max[static_cast<std::size_t>(u)]);
+                    clean = clean && kv_ok[static_cast<std::size_t>(u * group + g)] != 0;
                 }
-                scatter_slice<Scalar>(oi.data(), sq.lq, out, b, h);
+                finish_item(i, t, max_k, clean);
             });
         }
     });
