@@ -11,7 +11,8 @@
 // the same benchmark, best of up to 5 each; vs_loop = loop_ms / layer_ms. For exact attention, gemm_ratio against Eigen GEMMs
 // of one head's shapes (Q Kᵀ, P V) on the nominal 4·B·H·N²·D flops.
 // Targets (2-core machine): vs_loop >= 1.5 at N <= 512, >= 0.95 at N = 8192; exact gemm_ratio
-// >= 0.7 at N >= 2048.
+// >= 0.7 at N >= 2048. At N <= 512, loop_1t_ms is the loop on one thread and vs_loop_bound =
+// loop_ms · threads / loop_1t_ms the most a layer running items in parallel can reach.
 //
 // BM_Decode/N_k/case/check: one query token per head against a KV cache of N_k keys,
 // case 0: H_q = 32, H_kv = 8, D = 128 through the layer (BHND cache); case 1: one head,
@@ -87,8 +88,30 @@ void prefill(benchmark::State& state, const M& mech) {
     // the same way, in the same stretch of time: a machine shared with other jobs slows both).
     Matrix<float> qh(n, kD), kh(n, kD), vh(n, kD), oh(n, kD);
     user_loop(mech, qv, kv, vv, ov, qh, kh, vh, oh);  // warm-up
-    double best_layer = 1e300, loop = 1e300, spent = 0;
+    // At N <= 512 also the loop on one thread: a layer that runs the items in parallel with the
+    // same single-head work per item is at best T times faster than that, so
+    // vs_loop_bound = loop_ms · T / loop_1t_ms bounds vs_loop (T = OpenMP threads).
+    const bool bound = n <= 512;
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    double best_layer = 1e300, loop = 1e300, loop_1t = 1e300, spent = 0;
     for (int r = 0; r < 5 && spent < 1.0; ++r) {
+        if (bound) {
+#ifdef _OPENMP
+            omp_set_num_threads(1);
+#endif
+            const auto t1 = std::chrono::steady_clock::now();
+            user_loop(mech, qv, kv, vv, ov, qh, kh, vh, oh);
+            benchmark::DoNotOptimize(out.data());
+            const double d1 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+#ifdef _OPENMP
+            omp_set_num_threads(threads);
+#endif
+            loop_1t = std::min(loop_1t, d1);
+            spent += d1;
+        }
         auto t0 = std::chrono::steady_clock::now();
         attnx::multi_head_attention(mech, qv, kv, vv, ov);
         benchmark::DoNotOptimize(out.data());
@@ -105,6 +128,10 @@ void prefill(benchmark::State& state, const M& mech) {
     state.counters["layer_ms"] = best_layer * 1e3;
     state.counters["loop_ms"] = loop * 1e3;
     state.counters["vs_loop"] = loop / best_layer;
+    if (bound) {
+        state.counters["loop_1t_ms"] = loop_1t * 1e3;
+        state.counters["vs_loop_bound"] = loop * threads / loop_1t;
+    }
     if (state.range(0) == 0) {
         const double flops = 4.0 * static_cast<double>(batch * kHeads) * static_cast<double>(n) * static_cast<double>(n) * kD;
         bench::report_flops(state, flops, best_layer, {{n, kD, n}, {n, n, kD}});
