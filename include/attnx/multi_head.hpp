@@ -50,8 +50,9 @@
 /// times; Ainslie et al., Sec. 2). Same results (bit-identical to the single-head loop) and same
 /// errors; memory: per thread one key tile of K and V and one item's queries and output; per
 /// call, for caches of 1024 keys or more, the partial results of the key parts (at most 8 of
-/// L_q x (D_v + 2) per item). Measured (2-core AVX2, H_q 32, H_kv 8, D 128, 32768 keys): K and V read at 0.6 of a
-/// same-run memory copy's rate, up from 0.1 (see the README's performance section).
+/// L_q x (D_v + 2) per item). Measured (2-core AMD EPYC VM, H_q 32, H_kv 8, D 128): K and V read
+/// at 0.49 (4096 keys) and 0.81 (32768 keys) of a same-run memory copy's rate, up from 0.18 and
+/// 0.11 (README, "Decoding, measured").
 ///
 /// Errors: attnx::invalid_argument before any work for mismatched B, D, N or H_kv between q, k,
 /// v and out; H_q not divisible by H_kv; negative sizes or D = 0; a null pointer with a non-zero
