@@ -12,7 +12,8 @@
 // of one head's shapes (Q Kᵀ, P V) on the nominal 4·B·H·N²·D flops.
 // Targets (2-core machine): vs_loop >= 1.5 at N <= 512, >= 0.95 at N = 8192; exact gemm_ratio
 // >= 0.7 at N >= 2048. At N <= 512, loop_1t_ms is the loop on one thread and vs_loop_bound =
-// loop_ms · threads / loop_1t_ms the most a layer running items in parallel can reach.
+// loop_ms · threads / loop_1t_ms an estimate of what running the items in parallel can reach
+// (not a hard bound: the layer's gathers are cheaper than the loop's scalar copies).
 //
 // BM_Decode/N_k/case/check: one query token per head against a KV cache of N_k keys,
 // case 0: H_q = 32, H_kv = 8, D = 128 through the layer (BHND cache); case 1: one head,
@@ -90,7 +91,8 @@ void prefill(benchmark::State& state, const M& mech) {
     user_loop(mech, qv, kv, vv, ov, qh, kh, vh, oh);  // warm-up
     // At N <= 512 also the loop on one thread: a layer that runs the items in parallel with the
     // same single-head work per item is at best T times faster than that, so
-    // vs_loop_bound = loop_ms · T / loop_1t_ms bounds vs_loop (T = OpenMP threads).
+    // vs_loop_bound = loop_ms · T / loop_1t_ms estimates the most vs_loop can be (T = OpenMP
+    // threads; the layer's per-item work is a little smaller than the loop's, so not a hard bound).
     const bool bound = n <= 512;
     int threads = 1;
 #ifdef _OPENMP

@@ -525,7 +525,7 @@ TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
 // ---------------------------------------------------------------------------------------------
 // Exact attention with at most one query tile per sequence (decoding) takes the grouped path:
 // each key tile of a key/value head is read once for its whole group of query heads. Still the
-// single-head loop's bits: key parts (sequences of >= 1024 keys are split), D = 128 (Eigen's GEMV
+// single-head loop's bits: key parts (sequences of 8 key tiles or more are split), D = 128 (Eigen's GEMV
 // blocks 128+ columns by K's stride), causal, cross lengths, several query rows, any thread count.
 
 TEST(MultiHead, GroupedDecodeEqualsTheLoopForAnyLayoutAndThreadCount) {

@@ -34,7 +34,8 @@
 /// Threads (OpenMP, if compiled with it): when B·H_q >= 2·threads, the items (b, h) run in
 /// parallel, each with a single-threaded kernel inside (the kernels' own regions are nested and
 /// get one thread); otherwise the items run one after another and each kernel uses the threads.
-/// Called inside a parallel region, items run in sequence on the calling thread.
+/// Called inside a parallel region, items run in sequence on the calling thread. (Decoding takes
+/// its own split, below: its units always run in parallel.)
 ///
 /// Memory: per thread, once per call, the gathered slices of one item (column-major copies of
 /// Q, K, V and the output of one (b, h): O((N_q + N_k)·(D + D_v))), never per item. K and V are
@@ -49,8 +50,8 @@
 /// group while it is in cache (grouped-query attention reads its cache once, not H_q / H_kv
 /// times; Ainslie et al., Sec. 2). Same results (bit-identical to the single-head loop) and same
 /// errors; memory: per thread one key tile of K and V and one item's queries and output; per
-/// call, for caches of 1024 keys or more, the partial results of the key parts (at most 8 of
-/// L_q x (D_v + 2) per item). Measured (2-core AMD EPYC VM, H_q 32, H_kv 8, D 128): K and V read
+/// call, for sequences of 8 key tiles or more (over 896 keys at the default key_tile), the partial
+/// results of the key parts (at most 8 of L_q x (D_v + 2) per item). Measured (2-core AMD EPYC VM, H_q 32, H_kv 8, D 128): K and V read
 /// at 0.49 (4096 keys) and 0.81 (32768 keys) of a same-run memory copy's rate, up from 0.18 and
 /// 0.11 (README, "Decoding, measured").
 ///
@@ -338,6 +339,13 @@ inline void check_multi_head(const char* fn, const ViewShape& q, const ViewShape
 /// it. Blocks of P x P (P = Eigen's packet size for Scalar) are transposed in registers by
 /// Eigen's ptranspose (what its GEMM packing uses): a K or V tile of a token-major cache is
 /// gathered at about the speed of a copy (the scalar loop took 1.4x one). The edges go one by one.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+// g++ 12 with AVX-512: the _mm512_undefined_* intrinsics behind ptranspose, pmax and predux_max
+// raise false -Wuninitialized / -Wmaybe-uninitialized reports at these lines.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <typename Scalar>
 void transpose_rows(const Scalar* src, Index src_stride, Index rows, Index cols, Scalar* dst, Index ld,
                     double* max_abs) {
@@ -368,17 +376,20 @@ void transpose_rows(const Scalar* src, Index src_stride, Index rows, Index cols,
         for (; c0 < cols; ++c0)
             for (Index n = n0; n < n0 + P; ++n) {
                 dst[c0 * ld + n] = src[n * src_stride + c0];
-                smax = std::max(smax, std::abs(dst[c0 * ld + n]));
+                if (max_abs != nullptr) smax = std::max(smax, std::abs(dst[c0 * ld + n]));
             }
     }
     for (; n0 < rows; ++n0)
         for (Index c = 0; c < cols; ++c) {
             dst[c * ld + n0] = src[n0 * src_stride + c];
-            smax = std::max(smax, std::abs(dst[c * ld + n0]));
+            if (max_abs != nullptr) smax = std::max(smax, std::abs(dst[c * ld + n0]));
         }
     if (max_abs != nullptr)
         *max_abs = std::max({*max_abs, static_cast<double>(ei::predux_max(pmax)), static_cast<double>(smax)});
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /// Copies rows [first, first + rows) of the (b, h) slice of x into the column-major rows x D
 /// matrix at dst with outer stride ld >= rows (and raises *max_abs to max |x| over them, if
@@ -541,13 +552,13 @@ struct HeadScratch {
 /// exact_attention calls, for any thread count.
 ///
 /// With check_finite on, the input checks are fused as in exact_fused_checked: max |q| and Q's
-/// finiteness per item, max |k| and max |v| per tile, NaN/Inf of K and V from the scores and the
+/// finiteness per item, max |k| per tile, NaN/Inf of K and V from the scores and the
 /// accumulators. An item is clean when all of that passed, its logits fit and its result is
 /// finite; an item that is not clean is left to the caller, which recomputes it through the
 /// general path (the single-head call, which then throws its error or returns its values).
 ///
-/// Memory: per call, the partial results of items whose keys are split into parts (L_k >= 1024
-/// keys: at most 8 parts of L_q x (D_v + 2) per item); per thread, one key tile of K and V, one
+/// Memory: per call, the partial results of items whose keys are split into parts (8 key tiles
+/// or more: at most 8 parts of L_q x (D_v + 2) per item); per thread, one key tile of K and V, one
 /// item's queries and output, and one online-softmax workspace per query head of a group.
 /// Returns redo: redo[i] != 0 for item i = b·H_q + h to recompute; out holds every other item.
 template <typename Scalar>
@@ -683,8 +694,8 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     if (bk <= 0) continue;
                     gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max, scan ? &max_k : nullptr);
                     gather_rows<Scalar>(v, un.b, un.hk, j0, bk, t.vt.data(), bk_max);
-                    const auto kt = t.kt.topRows(bk);
-                    const auto vt = t.vt.topRows(bk);
+                    const TileMap<Scalar> kt(t.kt.data(), bk, d, Eigen::OuterStride<>(bk_max));
+                    const TileMap<Scalar> vt(t.vt.data(), bk, dv, Eigen::OuterStride<>(bk_max));
                     for (Index g = 0; g < group; ++g)
                         online_step<Scalar>(kt, vt, sq.mask, 0, lq, j0, t.ws[static_cast<std::size_t>(g)], false);
                 }

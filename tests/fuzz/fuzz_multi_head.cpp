@@ -2,7 +2,8 @@
 // libFuzzer target: multi_head_attention with exact attention (the grouped decode path when every
 // sequence has at most one query tile, the per-item path otherwise) against the loop of
 // single-head exact_attention calls it promises to equal: for random batch, lengths, heads,
-// grouping, head dims, tiles, BNHD or BHND layouts, causal masks, padding masks, scales and
+// grouping, head dims (up to 136), tiles, BNHD, BHND and head-innermost layouts, causal masks,
+// padding masks, scales and
 // values (NaN, Inf and huge ones included):
 //  - if the loop succeeds, the layer returns the same bits (when the inputs are finite or
 //    check_finite is on; with it off, NaN inputs may propagate differently);
@@ -35,7 +36,9 @@ void run(fuzz::Input& in) {
     using attnx::Matrix;
     const Index batch = in.range(0, 2), n_q = in.size(6), n_k = in.size(48);
     const Index h_kv = in.range(1, 3), group = in.range(1, 3), h_q = h_kv * group;
-    const Index d = in.range(1, 9), dv = in.range(1, 9);
+    // Mostly small head dims; sometimes D >= 128, where the one-query score product is sliced.
+    const bool wide = in.byte() >= 224;
+    const Index d = wide ? in.range(120, 136) : in.range(1, 9), dv = in.range(1, 9);
     attnx::Exact mech;
     in.scale(mech.options.scale);
     mech.options.query_tile = in.range(1, 8);
@@ -51,13 +54,17 @@ void run(fuzz::Input& in) {
         const std::uint8_t density = in.byte();
         for (Index j = 0; j < batch * n_k; ++j) o.key_padding_mask.push_back(in.byte() < density);
     }
-    const bool bhnd = in.flag();
+    // Layouts: BNHD, BHND, or (B, N, D, H) with the head innermost (stride along D = H: the
+    // gathers' strided path), as a strided view.
+    const int layout = in.byte() % 3;
+    const bool bhnd = layout == 1;
     bool finite = true;
     double mx = 0;
     const std::vector<Scalar> q = values<Scalar>(in, batch * n_q * h_q * d, finite, mx);
     const std::vector<Scalar> k = values<Scalar>(in, batch * n_k * h_kv * d, finite, mx);
     const std::vector<Scalar> v = values<Scalar>(in, batch * n_k * h_kv * dv, finite, mx);
     const auto view = [&](const std::vector<Scalar>& x, Index n, Index h, Index dim) {
+        if (layout == 2) return HeadsView<const Scalar>::strided(x.data(), batch, n, h, dim, n * dim * h, dim * h, 1, h);
         return bhnd ? HeadsView<const Scalar>::bhnd(x.data(), batch, h, n, dim)
                     : HeadsView<const Scalar>::bnhd(x.data(), batch, n, h, dim);
     };

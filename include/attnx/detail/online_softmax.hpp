@@ -151,14 +151,26 @@ void online_begin(const Eigen::Ref<const Matrix<Scalar>>& q, Scalar scale, Index
     ws.acc(bq).setZero();
 }
 
+/// A tile of K or V rows: column-major, any outer stride. Every caller passes its tiles as this
+/// one type, so online_step is compiled once per Scalar and its scalar arithmetic (which the
+/// compiler may contract into FMAs) is the same for the single-head kernel and the grouped path.
+template <typename Scalar>
+using TileMap = Eigen::Map<const Matrix<Scalar>, 0, Eigen::OuterStride<>>;
+
+/// Rows [j0, j0 + rows) of a column-major matrix as a TileMap.
+template <typename Scalar>
+TileMap<Scalar> tile_rows(const Eigen::Ref<const Matrix<Scalar>>& x, Index j0, Index rows) {
+    return TileMap<Scalar>(x.data() + j0, rows, x.cols(), Eigen::OuterStride<>(x.outerStride()));
+}
+
 /// One key tile [j0, j0 + kt.rows()) of the online softmax for the bq queries started in ws by
-/// online_begin: kt and vt are that tile's rows of K and V (column-major blocks; any outer
-/// stride gives the same bits). The fused scan (ws.scan_keys) learns the finiteness of the key
-/// rows from the scores; with max_tiles it also raises ws.keys.max_k and max_v to max |x| over
-/// the tiles, each right after the product that read it (so while it is in L1).
-template <typename Scalar, typename KTile, typename VTile>
-void online_step(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i0, Index bq, Index j0,
-                 OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+/// online_begin: kt and vt are that tile's rows of K and V (any outer stride gives the same
+/// bits). The fused scan (ws.scan_keys) learns the finiteness of the key rows from the scores;
+/// with max_tiles it also raises ws.keys.max_k and max_v to max |x| over the tiles, each right
+/// after the product that read it (so while it is in L1).
+template <typename Scalar>
+void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const MaskSpec& mask, Index i0, Index bq,
+                 Index j0, OnlineWorkspace<Scalar>& ws, bool max_tiles) {
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
     const Index bk = kt.rows();
     auto qs = ws.qs(bq);
@@ -167,12 +179,13 @@ void online_step(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i
     auto alpha = ws.alpha.head(bq);
     auto acc = ws.acc(bq);
     auto st = ws.st(bk, bq);
-    // The scores, in slices of at most 64 columns of K: Eigen's GEMV sums 128 or more columns in
-    // blocks whose width depends on K's outer stride, and the result must not depend on the
-    // layout K came in (multi_head_attention's grouped path: bit-identical to single-head calls).
+    // One query (a matrix-vector product): the scores in slices of at most 64 columns of K.
+    // Eigen's GEMV sums 128 or more columns in blocks whose width depends on K's outer stride,
+    // and the result must not depend on the layout K came in (multi_head_attention's grouped
+    // path: bit-identical to single-head calls). Eigen's GEMM (bq > 1) blocks by sizes only.
     constexpr Index slice = 64;
     const Index d = kt.cols();
-    if (d < 2 * slice) {
+    if (d < 2 * slice || bq > 1) {
         st.noalias() = kt * qs.transpose();
     } else {
         st.noalias() = kt.leftCols(slice) * qs.leftCols(slice).transpose();
@@ -228,7 +241,7 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
         const KeyRange kr = tiles.range(qt, t);
         const Index j0 = kr.begin, bk = kr.end - kr.begin;
         if (bk <= 0) continue;
-        online_step<Scalar>(k.middleRows(j0, bk), v.middleRows(j0, bk), mask, i0, bq, j0, ws, true);
+        online_step<Scalar>(tile_rows<Scalar>(k, j0, bk), tile_rows<Scalar>(v, j0, bk), mask, i0, bq, j0, ws, true);
     }
     online_end<Scalar>(bq, ws);
 }
