@@ -129,10 +129,12 @@ PositiveRandomFeatures<S> favor(Index d, Index m, std::uint64_t seed, bool ortho
 TYPED_TEST(FeatureMapTyped, MatchesTheDenseOracleAndItsCausalTrilForm) {
     using S = TypeParam;
     // {n_q, n_k, d, d_v, chunk}: one token; ragged; several key blocks and parts (n_k > 512);
-    // several causal parts (chunk 16: 19 chunks, 2 parts); cross-attention both ways (causal
-    // bottom-right, n_q > n_k gives leading zero rows).
+    // several causal windows (chunk 16: 19 chunks); cross-attention both ways (causal
+    // bottom-right, n_q > n_k gives leading zero rows); chunk 128: four 32-row blocks of the
+    // tril product, each against the keys its last row sees, with the queries offset in a chunk.
     const Index shapes[][5] = {{1, 1, 8, 3, 64},     {37, 37, 16, 8, 64},  {300, 300, 16, 8, 16},
-                               {90, 700, 16, 12, 64}, {77, 130, 8, 5, 16}, {130, 77, 8, 5, 16}};
+                               {90, 700, 16, 12, 64}, {77, 130, 8, 5, 16}, {130, 77, 8, 5, 16},
+                               {200, 333, 8, 5, 128}};
     for (const auto& s : shapes) {
         const auto x = random_qkv<S>(s[0], s[1], s[2], s[3], 10 + static_cast<std::uint64_t>(s[1]), 1.0);
         const auto prf = favor<S>(s[2], 48, 3);
@@ -305,7 +307,9 @@ TYPED_TEST(FeatureMapTyped, PaddedKeysContributeNothing) {
 }
 
 TEST(FeatureMaps, ChunkSizeAndThreadCountChangeOnlyRounding) {
-    const Index n = 1500, d = 16, dv = 8;  // chunk 64: 24 chunks in 3 parts; non-causal: 6 key blocks
+    // chunk 64: 24 chunks, in windows of 8 per thread (3, 2 and 1 windows for 1, 2 and 3
+    // threads); non-causal: 6 key blocks.
+    const Index n = 1500, d = 16, dv = 8;
     const auto x = random_qkv<float>(n, n, d, dv, 41, 1.0);
     const auto prf = favor<float>(d, 64, 6);
     const Eigen::MatrixXd ref = oracle(in_double(prf), to_double(x.q), to_double(x.k), to_double(x.v), 0.25, true);
@@ -317,7 +321,8 @@ TEST(FeatureMaps, ChunkSizeAndThreadCountChangeOnlyRounding) {
             << "chunk " << chunk;
     }
 #ifdef _OPENMP
-    // Bit-identical for 1, 2 and 3 threads: chunk and part bounds depend on n only.
+    // Bit-identical for 1, 2 and 3 threads: chunk and part bounds depend on n only, and the causal
+    // prefix runs over the chunks in order whatever the window.
     const int saved = omp_get_max_threads();
     std::vector<Matrix<float>> results;
     for (const int threads : {1, 2, 3}) {

@@ -30,17 +30,18 @@
 /// Causal, chunked (`chunk` = T tokens, default 64): for chunk c,
 ///     out_c = φ(Q_c) S_{<c} + tril(φ(Q_c) φ(K_c)ᵀ) V_c  (and the same for the denominator),
 ///     S_{≤c} = S_{<c} + φ(K_c)ᵀ V_c,
-/// all GEMMs. The chunks are grouped into P parts (P depends on n_k only: min(16, chunks/8), at
-/// least 1); pass 1 sums each part's φ(K)ᵀ[V | 1] in parallel, a prefix over the P part states
-/// gives each part its starting state, and pass 2 walks the parts in parallel, chunk by chunk.
-/// Chunk and part bounds depend on n_k (and `chunk`) only and partial states are combined in a
-/// fixed order: results are bit-identical for any thread count. The price is that pass 2
-/// recomputes the key features and states of parts 0..P−2 (about 35% more arithmetic at
-/// C = 256, d = 64), also on one thread.
+/// all GEMMs (the tril product in blocks of 32 query rows, each against the keys its last row
+/// sees, so the upper triangle is mostly skipped). The chunks run in windows of 8 per thread:
+/// pass 1 forms each chunk's features and own state φ(K_c)ᵀ[V_c | 1] in parallel and keeps them;
+/// a prefix over the window's chunk states, in chunk order, gives each chunk S_{<c}; pass 2
+/// forms the chunks' outputs in parallel from the kept features. Chunk bounds depend on n_k (and
+/// `chunk`) only and the prefix runs over the chunks in order whatever the window: results are
+/// bit-identical for any thread count. Each key's features and state product are formed once.
 ///
 /// Cost: O((n_q + n_k)·C·(d + d_v)) time — C·d per token for the features (FAVOR+: m·d; elu + 1:
 /// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
-/// O(parts·C·d_v + threads·T·(C + d_v)), no n × n or n × C matrix.
+/// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v)))
+/// causal; no n × n or n × C matrix.
 ///
 /// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
 /// j <= i + n_k − n_q (the queries are the last n_q positions; with n_q > n_k the first
@@ -144,19 +145,32 @@ void merge_state(FeatureState<Scalar>& acc, const FeatureState<Scalar>& part) {
     }
 }
 
+/// A block of prepared keys: features, log scales and [V | 1], padded rows zero (c = −inf).
+template <typename Scalar>
+struct KeyBlock {
+    Matrix<Scalar> psi;   ///< rows x C: key features
+    Matrix<Scalar> vaug;  ///< rows x (d_v + 1): [V | 1], unweighted
+    Vector<Scalar> c;     ///< rows: key log scales (−inf for padded keys)
+
+    void resize(Index rows, Index c_dim, Index dv) {
+        psi.resize(rows, c_dim);
+        vaug.resize(rows, dv + 1);
+        c.resize(rows);
+    }
+};
+
 /// Per-thread buffers for a block of `rows` keys and `rows` queries.
 template <typename Scalar>
 struct LinearWorkspace {
-    Matrix<Scalar> kbuf;  ///< rows x d: a key block with its padded rows zeroed (only with a mask)
-    Matrix<Scalar> psi;   ///< rows x C: key features
-    Matrix<Scalar> vaug;  ///< rows x (d_v + 1): [V | 1], padded rows zero
-    Vector<Scalar> c;     ///< rows: key log scales (−inf for padded keys)
-    Vector<Scalar> w;     ///< rows: weights exp(c_j − r)
-    Matrix<Scalar> phiq;  ///< rows x C: query features
-    Matrix<Scalar> y;     ///< rows x (d_v + 1): [num | den]
-    Matrix<Scalar> a;     ///< rows x rows: the causal chunk's φ(Q_c) φ(K_c)ᵀ (causal only)
-    Vector<Scalar> rq;    ///< rows: R_i of the chunk's query rows (causal only)
-    Vector<Scalar> f;     ///< rows: exp(r − R_i) (causal only)
+    Matrix<Scalar> kbuf;   ///< rows x d: a key block with its padded rows zeroed (only with a mask)
+    KeyBlock<Scalar> keys; ///< the block's prepared keys (the causal path keeps its own per chunk)
+    Vector<Scalar> w;      ///< rows: weights exp(c_j − r)
+    Matrix<Scalar> vw;     ///< rows x (d_v + 1): diag(w) [V | 1] when the weights are not all 1
+    Matrix<Scalar> phiq;   ///< rows x C: query features
+    Matrix<Scalar> y;      ///< rows x (d_v + 1): [num | den]
+    Matrix<Scalar> a;      ///< rows x rows: the causal chunk's φ(Q_c) φ(K_c)ᵀ (causal only)
+    Vector<Scalar> rq;     ///< rows: R_i of the chunk's query rows (causal only)
+    Vector<Scalar> f;      ///< rows: exp(r − R_i) (causal only)
 
     LinearWorkspace() = default;
     LinearWorkspace(Index rows, Index d, Index c_dim, Index dv, bool masked, bool causal) {
@@ -164,10 +178,9 @@ struct LinearWorkspace {
     }
     void resize(Index rows, Index d, Index c_dim, Index dv, bool masked, bool causal) {
         if (masked) kbuf.resize(rows, d);
-        psi.resize(rows, c_dim);
-        vaug.resize(rows, dv + 1);
-        c.resize(rows);
+        keys.resize(rows, c_dim, dv);
         w.resize(rows);
+        vw.resize(rows, dv + 1);
         phiq.resize(rows, c_dim);
         y.resize(rows, dv + 1);
         if (causal) {
@@ -208,18 +221,20 @@ bool block_finite(const Block& b) {
     return (b.array() * Scalar(0)).sum() == Scalar(0);
 }
 
-/// Key rows [j0, j0 + len): features into ws.psi, log scales into ws.c, [V | 1] into ws.vaug;
+/// Key rows [j0, j0 + len): features, log scales and [V | 1] into the top rows of kb (kbuf: a
+/// rows x d buffer, used only with a padding mask);
 /// padded keys get zero rows and c = −inf. Returns the first key row with non-finite features
 /// (with pb.check), else −1.
 template <typename Scalar, typename Map>
-Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, LinearWorkspace<Scalar>& ws) {
+Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, Matrix<Scalar>& kbuf,
+                   KeyBlock<Scalar>& kb) {
     const Index dv = pb.v.cols();
     Index n_pad = 0;
     if (!pb.padding.empty())
         for (Index j = j0; j < j0 + len; ++j) n_pad += pb.padding[static_cast<std::size_t>(j)] ? 1 : 0;
-    Eigen::Ref<Matrix<Scalar>> psi(ws.psi.topRows(len));
-    Eigen::Ref<Vector<Scalar>> c(ws.c.head(len));
-    auto vaug = ws.vaug.topRows(len);
+    Eigen::Ref<Matrix<Scalar>> psi(kb.psi.topRows(len));
+    Eigen::Ref<Vector<Scalar>> c(kb.c.head(len));
+    auto vaug = kb.vaug.topRows(len);
     if (n_pad == len) {
         psi.setZero();
         c.setConstant(minus_infinity<Scalar>());
@@ -231,7 +246,7 @@ Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, Li
         pb.map.keys(kb, pb.scale, psi, c);
     } else {
         // Padded rows are set to zero before the map, so no value they hold reaches it.
-        auto kb = ws.kbuf.topRows(len);
+        auto kb = kbuf.topRows(len);
         kb = pb.k.middleRows(j0, len);
         for (Index t = 0; t < len; ++t)
             if (pb.padding[static_cast<std::size_t>(j0 + t)]) kb.row(t).setZero();
@@ -263,23 +278,26 @@ bool uniform_log_scale(const Vector<Scalar>& c, Index len, Scalar value) {
     return true;
 }
 
-/// st += the prepared block (ws.psi, ws.c, ws.vaug; len rows): raises st.r to the block's
-/// largest log scale if needed (rescaling st.s), then st.s += psiᵀ · diag(exp(c − r)) · [V | 1].
-/// Scales ws.vaug in place.
+/// st += the prepared block (kb, len rows): raises st.r to the block's largest log scale if
+/// needed (rescaling st.s), then st.s += psiᵀ · diag(exp(c − r)) · [V | 1] (the weighted rows in
+/// ws.vw when they are not all 1; kb is not changed).
 template <typename Scalar>
-void absorb_block(FeatureState<Scalar>& st, LinearWorkspace<Scalar>& ws, Index len) {
-    const Scalar top = ws.c.head(len).maxCoeff();
+void absorb_block(FeatureState<Scalar>& st, const KeyBlock<Scalar>& kb, Index len, LinearWorkspace<Scalar>& ws) {
+    const Scalar top = kb.c.head(len).maxCoeff();
     if (top == minus_infinity<Scalar>()) return;  // every key of the block is padding
     if (top > st.r) {
         if (st.r != minus_infinity<Scalar>()) st.s *= std::exp(st.r - top);
         st.r = top;
     }
-    auto vaug = ws.vaug.topRows(len);
-    if (!uniform_log_scale(ws.c, len, st.r)) {
-        for (Index t = 0; t < len; ++t) ws.w(t) = rescale_factor(ws.c(t), st.r);
-        vaug.array().colwise() *= ws.w.head(len).array();
+    const auto psi = kb.psi.topRows(len);
+    if (uniform_log_scale(kb.c, len, st.r)) {
+        st.s.noalias() += psi.transpose() * kb.vaug.topRows(len);
+        return;
     }
-    st.s.noalias() += ws.psi.topRows(len).transpose() * vaug;
+    for (Index t = 0; t < len; ++t) ws.w(t) = rescale_factor(kb.c(t), st.r);
+    auto vw = ws.vw.topRows(len);
+    vw = kb.vaug.topRows(len).array().colwise() * ws.w.head(len).array();
+    st.s.noalias() += psi.transpose() * vw;
 }
 
 /// out rows = num / (den + eps) from y = [num | den].
@@ -306,11 +324,18 @@ Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scala
     return bad;
 }
 
+/// Query rows per block of a causal chunk's tril(φ(Q_c) φ(K_c)ᵀ) [V_c | 1]: a block forms the
+/// products with the keys its last row sees only, so at T = 64 a quarter of the chunk's square
+/// (above the diagonal) is never computed.
+constexpr Index causal_row_block = 32;
+
 /// Causal outputs of the query rows [i0, i0 + nq) whose positions i + off fall into the prepared
-/// key chunk [j0, j0 + len), given the state st of every key before j0 (see the file comment).
+/// key chunk kb (its first len rows, key rows [j0, j0 + len)), given the state st of every key
+/// before j0 (see the file comment). Query row i0 + t sees the chunk's keys 0 .. first + t.
 template <typename Scalar, typename Map>
-Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, Index j0, Index len,
-                   Index i0, Index nq, Index off, LinearWorkspace<Scalar>& ws, Eigen::Ref<Matrix<Scalar>>& out) {
+Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, const KeyBlock<Scalar>& kb,
+                   Index j0, Index len, Index i0, Index nq, Index off, LinearWorkspace<Scalar>& ws,
+                   Eigen::Ref<Matrix<Scalar>>& out) {
     Eigen::Ref<Matrix<Scalar>> phiq(ws.phiq.topRows(nq));
     const Eigen::Ref<const Matrix<Scalar>> qb(pb.q->middleRows(i0, nq));
     pb.map.queries(qb, pb.scale, phiq);
@@ -319,42 +344,45 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scal
         for (Index t = 0; t < nq && bad < 0; ++t)
             if (!block_finite(phiq.row(t))) bad = i0 + t;
 
-    // Row t of the chunk's queries sits at key position first + t (first >= 0 within the chunk).
-    const Index first = i0 + off - j0;
-    const Scalar c0 = ws.c.head(len).maxCoeff();
-    const bool uniform = uniform_log_scale(ws.c, len, c0) &&
+    const Index first = i0 + off - j0;  // >= 0: row 0's position within the chunk
+    const Scalar c0 = kb.c.head(len).maxCoeff();
+    const bool uniform = uniform_log_scale(kb.c, len, c0) &&
                          (st.r == minus_infinity<Scalar>() || st.r == c0 || c0 == minus_infinity<Scalar>());
     auto y = ws.y.topRows(nq);
     if (st.r == minus_infinity<Scalar>())
         y.setZero();
     else
         y.noalias() = phiq * st.s;
-    auto a = ws.a.topLeftCorner(nq, len);
-    a.noalias() = phiq * ws.psi.topRows(len).transpose();
     if (!uniform) {
-        // R_i = max(st.r, c_j0 .. c_{position of i}); y rows rescaled by exp(st.r − R_i).
+        // R_i = max(st.r, c_0 .. c_{position of i}); y rows rescaled by exp(st.r − R_i).
         Scalar run = st.r;
         Index t = 0;
         for (Index i = 0; i < nq; ++i) {
-            for (; t <= first + i; ++t) run = std::max(run, ws.c(t));
+            for (; t <= first + i; ++t) run = std::max(run, kb.c(t));
             ws.rq(i) = run;
             ws.f(i) = rescale_factor(st.r, run);
         }
         y.array().colwise() *= ws.f.head(nq).array();
     }
-    for (Index t = 0; t < len; ++t) {
-        // Rows i with first + i < t cannot see key t (it is in their future).
-        const Index hidden = std::min(nq, std::max<Index>(0, t - first));
-        a.col(t).head(hidden).setZero();
-        if (!uniform && hidden < nq) {
-            if (ws.c(t) == minus_infinity<Scalar>())
-                a.col(t).tail(nq - hidden).setZero();
-            else
-                a.col(t).tail(nq - hidden).array() *=
-                    (ws.c(t) - ws.rq.segment(hidden, nq - hidden).array()).exp();
+    for (Index r0 = 0; r0 < nq; r0 += causal_row_block) {
+        const Index rows = std::min(causal_row_block, nq - r0);
+        const Index seen = std::min(len, first + r0 + rows);  // keys the block's last row sees
+        auto a = ws.a.topLeftCorner(rows, seen);
+        a.noalias() = phiq.middleRows(r0, rows) * kb.psi.topRows(seen).transpose();
+        for (Index t = 0; t < seen; ++t) {
+            // Rows r0 + i with first + r0 + i < t cannot see key t (it is in their future).
+            const Index hidden = std::clamp<Index>(t - first - r0, 0, rows);
+            a.col(t).head(hidden).setZero();
+            if (!uniform && hidden < rows) {
+                if (kb.c(t) == minus_infinity<Scalar>())
+                    a.col(t).tail(rows - hidden).setZero();
+                else
+                    a.col(t).tail(rows - hidden).array() *=
+                        (kb.c(t) - ws.rq.segment(r0 + hidden, rows - hidden).array()).exp();
+            }
         }
+        y.middleRows(r0, rows).noalias() += a * kb.vaug.topRows(seen);
     }
-    y.noalias() += a * ws.vaug.topRows(len);
     normalise_rows(y, pb.eps, out.middleRows(i0, nq));
     return bad;
 }
@@ -399,8 +427,8 @@ void absorb_part(const LinearProblem<Scalar, Map>& pb, const PartSplit& split, I
     const Index u_end = std::min(units, (p + 1) * split.per_part);
     for (Index u = p * split.per_part; u < u_end; ++u) {
         const Index j0 = u * unit, len = std::min(unit, n_k - j0);
-        note_failure(bad_key, prepare_keys(pb, j0, len, ws));
-        absorb_block(st, ws, len);
+        note_failure(bad_key, prepare_keys(pb, j0, len, ws.kbuf, ws.keys));
+        absorb_block(st, ws.keys, len, ws);
     }
 }
 
@@ -454,6 +482,11 @@ ATTNX_OMP(for schedule(dynamic, 1))
     for (const Index b : bad_query) note_failure(failure.query_row, b);
 }
 
+/// Chunks per window of the causal path for a team of `team` threads: enough for the dynamic
+/// schedule to balance, few enough that a window's prepared keys stay in cache between its two
+/// passes. Results do not depend on it (the prefix runs over the chunks in order).
+inline Index causal_window(int team) { return 8 * static_cast<Index>(std::max(team, 1)); }
+
 /// Causal, chunked: see the file comment. Query row i sits at key position i + off (off =
 /// n_k − n_q for the bottom-right alignment; rows with i + off < 0 see no key and are zeroed).
 /// `init` is the state of keys before this call (empty for attention, the decode state for
@@ -464,73 +497,76 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
                    Eigen::Ref<Matrix<Scalar>>* out, FeatureState<Scalar>* final_state, FeatureFailure& failure) {
     const Index n_k = pb.k.rows(), d = pb.k.cols(), dv = pb.v.cols();
     const Index n_q = pb.q != nullptr ? pb.q->rows() : 0;
-    const Index t_len = std::min(chunk, n_k);
+    const Index t_len = std::max<Index>(1, std::min(chunk, n_k));
     const Index chunks = ceil_div(n_k, t_len);
-    const PartSplit split = split_parts(chunks, 8);
-    const Index parts = split.parts;
     const bool want_out = pb.q != nullptr && out != nullptr;
-    // Pass 1 sums parts 0 .. P−2 (and P−1 too when the final state is wanted).
-    const Index summed = final_state != nullptr ? parts : parts - 1;
-    std::vector<FeatureState<Scalar>> totals(static_cast<std::size_t>(std::max<Index>(summed, 0)));
-    for (auto& s : totals) s.reset(pb.c_dim, dv);
-    std::vector<FeatureState<Scalar>> start(static_cast<std::size_t>(parts));
-    std::vector<Index> bad_key(static_cast<std::size_t>(parts), -1), bad_query(static_cast<std::size_t>(parts), -1);
     if (want_out && off < 0) out->topRows(std::min(n_q, -off)).setZero();
-    // Query rows whose positions fall in key rows [j0, j1).
-    auto query_rows = [&](Index j0, Index j1, Index& i0, Index& i1) {
-        i0 = std::clamp<Index>(j0 - off, 0, n_q);
-        i1 = std::clamp<Index>(j1 - off, 0, n_q);
-    };
     std::vector<LinearWorkspace<Scalar>> workspaces =
         make_workspaces<Scalar>(t_len, d, pb.c_dim, dv, !pb.padding.empty(), true);
+    const int team = static_cast<int>(workspaces.size());
+    const Index window = std::min(chunks, causal_window(team));
+    // Per chunk of a window: its prepared keys, its own state φ(K_c)ᵀ[V_c | 1], and (after the
+    // prefix) the state of every key before it.
+    std::vector<KeyBlock<Scalar>> keys(static_cast<std::size_t>(window));
+    std::vector<FeatureState<Scalar>> own(static_cast<std::size_t>(window)), before(static_cast<std::size_t>(window));
+    for (Index w = 0; w < window; ++w) {
+        keys[static_cast<std::size_t>(w)].resize(t_len, pb.c_dim, dv);
+        own[static_cast<std::size_t>(w)].reset(pb.c_dim, dv);
+        before[static_cast<std::size_t>(w)].reset(pb.c_dim, dv);
+    }
+    std::vector<FeatureFailure> failures(static_cast<std::size_t>(team));
+    FeatureState<Scalar> carry = init;
     RegionErrors errors;
-    parallel_region(static_cast<int>(workspaces.size()), [&] {
+    parallel_region(team, [&] {
         LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
+        FeatureFailure& fail = failures[static_cast<std::size_t>(thread_index())];
+        for (Index c0 = 0; c0 < chunks; c0 += window) {
+            const Index in_window = std::min(window, chunks - c0);
+            // Pass 1: each chunk's features and own state.
 ATTNX_OMP(for schedule(dynamic, 1))
-        for (Index p = 0; p < summed; ++p) {
-            errors.run([&] {
-                absorb_part(pb, split, p, t_len, chunks, ws, totals[static_cast<std::size_t>(p)],
-                            bad_key[static_cast<std::size_t>(p)]);
-            });
-        }
-ATTNX_OMP(single)
-        errors.run([&] {
-            start[0] = init;
-            for (Index p = 1; p < parts; ++p) {
-                start[static_cast<std::size_t>(p)] = start[static_cast<std::size_t>(p - 1)];
-                merge_state(start[static_cast<std::size_t>(p)], totals[static_cast<std::size_t>(p - 1)]);
-            }
-            if (final_state != nullptr) {
-                *final_state = start[static_cast<std::size_t>(parts - 1)];
-                merge_state(*final_state, totals[static_cast<std::size_t>(parts - 1)]);
-            }
-        });
-        if (want_out) {
-ATTNX_OMP(for schedule(dynamic, 1))
-            for (Index p = 0; p < parts; ++p) {
+            for (Index w = 0; w < in_window; ++w) {
                 errors.run([&] {
-                    const Index c_begin = p * split.per_part, c_end = std::min(chunks, (p + 1) * split.per_part);
-                    Index pi0 = 0, pi1 = 0;
-                    query_rows(c_begin * t_len, std::min(n_k, c_end * t_len), pi0, pi1);
-                    if (pi0 == pi1) return;  // no query sits in this part
-                    FeatureState<Scalar>& run = start[static_cast<std::size_t>(p)];
-                    for (Index c = c_begin; c < c_end; ++c) {
-                        const Index j0 = c * t_len, len = std::min(t_len, n_k - j0);
-                        Index i0 = 0, i1 = 0;
-                        query_rows(j0, j0 + len, i0, i1);
-                        note_failure(bad_key[static_cast<std::size_t>(p)], prepare_keys(pb, j0, len, ws));
-                        if (i1 > i0)
-                            note_failure(bad_query[static_cast<std::size_t>(p)],
-                                         attend_chunk(pb, run, j0, len, i0, i1 - i0, off, ws, *out));
-                        if (c + 1 < c_end) absorb_block(run, ws, len);
-                    }
+                    const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
+                    KeyBlock<Scalar>& kb = keys[static_cast<std::size_t>(w)];
+                    FeatureState<Scalar>& st = own[static_cast<std::size_t>(w)];
+                    note_failure(fail.key_row, prepare_keys(pb, j0, len, ws.kbuf, kb));
+                    st.s.setZero();
+                    st.r = minus_infinity<Scalar>();
+                    absorb_block(st, kb, len, ws);
                 });
+            }
+            // The prefix, in chunk order (so nothing depends on the team or the window).
+ATTNX_OMP(single)
+            errors.run([&] {
+                for (Index w = 0; w < in_window; ++w) {
+                    before[static_cast<std::size_t>(w)] = carry;
+                    merge_state(carry, own[static_cast<std::size_t>(w)]);
+                }
+            });
+            // Pass 2: the outputs of the queries that sit in each chunk.
+            if (want_out) {
+ATTNX_OMP(for schedule(dynamic, 1))
+                for (Index w = 0; w < in_window; ++w) {
+                    errors.run([&] {
+                        const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
+                        const Index i0 = std::clamp<Index>(j0 - off, 0, n_q);
+                        const Index i1 = std::clamp<Index>(j0 + len - off, 0, n_q);
+                        if (i1 > i0)
+                            note_failure(fail.query_row,
+                                         attend_chunk(pb, before[static_cast<std::size_t>(w)],
+                                                      keys[static_cast<std::size_t>(w)], j0, len, i0, i1 - i0, off,
+                                                      ws, *out));
+                    });
+                }
             }
         }
     });
     errors.rethrow();
-    for (const Index b : bad_key) note_failure(failure.key_row, b);
-    for (const Index b : bad_query) note_failure(failure.query_row, b);
+    if (final_state != nullptr) *final_state = carry;
+    for (const FeatureFailure& f : failures) {
+        note_failure(failure.key_row, f.key_row);
+        note_failure(failure.query_row, f.query_row);
+    }
 }
 
 inline void check_linear_options(const char* fn, const LinearAttentionOptions& o, Index n_k, bool uses_scale,
@@ -793,18 +829,18 @@ public:
             m_kx(0, j) = k(j);
         }
         detail::LinearWorkspace<Scalar>& ws = m_ws;
-        if (ws.psi.rows() != 1 || ws.psi.cols() != m_c) ws.resize(1, m_d, m_c, m_dv, false, false);
-        for (Index j = 0; j < m_dv; ++j) ws.vaug(0, j) = v(j);
-        ws.vaug(0, m_dv) = Scalar(1);
+        if (ws.keys.psi.rows() != 1 || ws.keys.psi.cols() != m_c) ws.resize(1, m_d, m_c, m_dv, false, false);
+        for (Index j = 0; j < m_dv; ++j) ws.keys.vaug(0, j) = v(j);
+        ws.keys.vaug(0, m_dv) = Scalar(1);
         detail::Magnitudes mag;
         if (m_options.check_finite) {
             mag.scanned = true;
             if (!detail::finite_max_abs(m_qx, mag.q)) detail::check_finite(fn, "q", m_qx);
             if (!detail::finite_max_abs(m_kx, mag.k)) detail::check_finite(fn, "k", m_kx);
-            if (!detail::finite_max_abs(ws.vaug, mag.v)) detail::check_finite(fn, "v", ws.vaug.leftCols(m_dv));
+            if (!detail::finite_max_abs(ws.keys.vaug, mag.v)) detail::check_finite(fn, "v", ws.keys.vaug.leftCols(m_dv));
         }
-        Eigen::Ref<Matrix<Scalar>> psi(ws.psi), phiq(ws.phiq);
-        Eigen::Ref<Vector<Scalar>> c(ws.c);
+        Eigen::Ref<Matrix<Scalar>> psi(ws.keys.psi), phiq(ws.phiq);
+        Eigen::Ref<Vector<Scalar>> c(ws.keys.c);
         const Eigen::Ref<const Matrix<Scalar>> kr(m_kx), qr(m_qx);
         m_map.keys(kr, m_scale, psi, c);
         m_map.queries(qr, m_scale, phiq);
@@ -815,7 +851,7 @@ public:
             if (f.key_row >= 0 || f.query_row >= 0)
                 detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
         }
-        detail::absorb_block(m_state, ws, 1);
+        detail::absorb_block(m_state, ws.keys, 1, ws);
         ++m_tokens;
         ws.y.noalias() = phiq * m_state.s;
         detail::normalise_rows(ws.y, m_eps, out);
