@@ -12,7 +12,8 @@
 // on the demo's inputs; speedup_vs_loop, the same-run ratio to the token-by-token loop
 // (token_loop.hpp: the reference kernels' structure in plain loops, auto-vectorised), and
 // speedup_vs_scalar_loop, to the same loop compiled without auto-vectorisation (the reference
-// kernels' scalar code); for the decode steps ns_per_token; peak_extra_MiB on one extra call.
+// kernels' scalar code), each the median of nine alternating pairs of timings (paired_speedup in
+// gemm_baseline.hpp: robust to a VM whose speed drifts); for the decode steps ns_per_token; peak_extra_MiB on one extra call.
 //
 // Targets (2-core machine): causal gemm_ratio >= 0.5 at n >= 4096; causal >= 10x faster than the
 // token-by-token loop; time(65536) / time(4096) <= 18; a decode step's time independent of n.
@@ -67,25 +68,6 @@ void run_loop(bool scalar, const Map& map, const attnx::Matrix<float>& q, const 
         bench::token_loop(map, q, k, v, out);
 }
 
-template <typename Map>
-double loop_seconds(const std::string& key, const Map& map, Index n, bool scalar) {
-    static std::map<std::string, double> cache;
-    const std::string id = key + std::to_string(n) + (scalar ? "s" : "v");
-    const auto it = cache.find(id);
-    if (it != cache.end()) return it->second;
-    const auto& x = inputs(n);
-    attnx::Matrix<float> out(n, kD);
-    double best = 1e300;
-    for (int r = 0; r < 2; ++r) {
-        const auto t0 = std::chrono::steady_clock::now();
-        run_loop(scalar, map, x.q, x.k, x.v, out);
-        benchmark::DoNotOptimize(out.data());
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    cache[id] = best;
-    return best;
-}
-
 /// Nominal FLOPs and the GEMM shapes of the same work.
 struct Work {
     double flops = 0;
@@ -115,7 +97,7 @@ Work work_of(Index n, Index c_dim, bool features, bool causal) {
 }
 
 template <typename Map>
-void run_attention(benchmark::State& state, const Map& map, const std::string& loop_key, bool features) {
+void run_attention(benchmark::State& state, const Map& map, bool features) {
     const Index n = state.range(0);
     const bool causal = state.range(1) != 0;
     const auto& x = inputs(n);
@@ -138,15 +120,24 @@ void run_attention(benchmark::State& state, const Map& map, const std::string& l
         state.counters["rel_err"] = attnx::compare(out, ref).rel_fro;
     }
     if (causal && n <= 16384) {
-        state.counters["speedup_vs_loop"] = loop_seconds(loop_key, map, n, false) / seconds;
-        state.counters["speedup_vs_scalar_loop"] = loop_seconds(loop_key, map, n, true) / seconds;
+        attnx::Matrix<float> loop_out(n, kD);
+        for (const bool scalar : {false, true})
+            state.counters[scalar ? "speedup_vs_scalar_loop" : "speedup_vs_loop"] = bench::paired_speedup(
+                [&] {
+                    attnx::linear_attention(x.q, x.k, x.v, map, out, o);
+                    benchmark::DoNotOptimize(out.data());
+                },
+                [&] {
+                    run_loop(scalar, map, x.q, x.k, x.v, loop_out);
+                    benchmark::DoNotOptimize(loop_out.data());
+                });
     }
     const Work w = work_of(n, map.feature_dim(kD), features, causal);
     bench::report_flops(state, w.flops, seconds, w.shapes);
 }
 
-void BM_Performer(benchmark::State& state) { run_attention(state, favor(), "favor", true); }
-void BM_Linear(benchmark::State& state) { run_attention(state, attnx::EluPlusOne{}, "elu", false); }
+void BM_Performer(benchmark::State& state) { run_attention(state, favor(), true); }
+void BM_Linear(benchmark::State& state) { run_attention(state, attnx::EluPlusOne{}, false); }
 
 /// The token-by-token loop itself, for the record (the ratios above use the same code):
 /// n, elu (else FAVOR+ m = 256), scalar (else vectorised).

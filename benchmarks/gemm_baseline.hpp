@@ -100,6 +100,32 @@ double timed_loop(benchmark::State& state, F&& body) {
     return dt / static_cast<double>(std::max<benchmark::IterationCount>(1, state.iterations()));
 }
 
+/// The same-run speedup of `fast` over `slow` on a machine whose speed drifts (a shared 2-core
+/// VM: one thread's GEMM rate moved between 33 and 51 GFLOP/s from one 30 ms run to the next):
+/// nine alternating pairs, `fast` repeated within a pair until it has run at least 50 ms, and
+/// the median of the pairs' ratios slow / fast. One timing of each, seconds apart, can be off by
+/// the drift itself.
+template <typename Fast, typename Slow>
+double paired_speedup(Fast&& fast, Slow&& slow) {
+    using clock = std::chrono::steady_clock;
+    std::vector<double> ratios;
+    for (int pair = 0; pair < 9; ++pair) {
+        const auto t0 = clock::now();
+        int calls = 0;
+        do {
+            fast();
+            ++calls;
+        } while (std::chrono::duration<double>(clock::now() - t0).count() < 0.05);
+        const double t_fast = std::chrono::duration<double>(clock::now() - t0).count() / calls;
+        const auto t1 = clock::now();
+        slow();
+        const double t_slow = std::chrono::duration<double>(clock::now() - t1).count();
+        ratios.push_back(t_slow / t_fast);
+    }
+    std::sort(ratios.begin(), ratios.end());
+    return ratios[ratios.size() / 2];
+}
+
 /// Sets the flops counters of a finished benchmark: GFLOPs (nominal FLOPs / seconds per
 /// iteration), gemm_GFLOPs of the baseline shapes in this run, and gemm_ratio.
 inline void report_flops(benchmark::State& state, double nominal_flops, double seconds,
