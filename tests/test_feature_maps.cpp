@@ -471,6 +471,61 @@ TEST(FeatureMaps, MechanismValuesDescribeThemselves) {
     static_assert(attnx::is_mechanism<attnx::Linear<PositiveRandomFeatures<float>>>::value, "Linear over FAVOR+");
 }
 
+// The input scan is fused into the kernel's reads (each block scanned while in cache): every
+// row must still be covered, whichever pass reads it or whether a pass reads it at all.
+TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
+    using M = Matrix<float>;
+    using E = attnx::invalid_argument;
+    using testing::HasSubstr;
+    using testing::ThrowsMessage;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    const auto prf = favor<float>(8, 16, 2);
+    // {n_q, n_k, chunk}: several causal windows and a ragged last chunk (n_k = 300, chunk 7);
+    // n_q > n_k, where causal rows 0 .. n_q − n_k − 1 see no key and pass 2 never reads them;
+    // several non-causal key blocks (n_k > 256).
+    const Index shapes[][3] = {{300, 300, 7}, {40, 25, 16}, {20, 600, 64}};
+    for (const auto& sh : shapes) {
+        const auto x = random_qkv<float>(sh[0], sh[1], 8, 4, 70 + static_cast<std::uint64_t>(sh[1]), 1.0);
+        for (const bool causal : {false, true}) {
+            for (const bool masked : {false, true}) {
+                LinearAttentionOptions o;
+                o.causal = causal;
+                o.chunk = sh[2];
+                if (masked) {  // padded keys must be finite too (the first, and one near the end)
+                    o.key_padding_mask.assign(static_cast<std::size_t>(sh[1]), false);
+                    o.key_padding_mask[0] = o.key_padding_mask[static_cast<std::size_t>(sh[1] - 2)] = true;
+                }
+                const std::string where = std::to_string(sh[0]) + "x" + std::to_string(sh[1]) +
+                                          (causal ? " causal" : "") + (masked ? " masked" : "");
+                // First row, last row, and (for k and v) a padded row.
+                for (const Index row : {Index(0), Index(-1), Index(-2)}) {
+                    for (const char which : {'q', 'k', 'v'}) {
+                        M q = x.q, k = x.k, v = x.v;
+                        M& m = which == 'q' ? q : which == 'k' ? k : v;
+                        const Index r = row >= 0 ? row : m.rows() + row;
+                        const Index c = m.cols() - 1;
+                        m(r, c) = row == -1 ? inf : nan;
+                        const std::string want = std::string(1, which) + " (" + std::to_string(m.rows()) + "x" +
+                                                 std::to_string(m.cols()) + ") has a non-finite entry " + which +
+                                                 "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+                        EXPECT_THAT([&] { attnx::linear_attention(q, k, v, EluPlusOne{}, o); },
+                                    ThrowsMessage<E>(HasSubstr(want)))
+                            << where;
+                        M out(q.rows(), v.cols());
+                        EXPECT_THAT([&] { attnx::performer_attention(q, k, v, prf, out, o); },
+                                    ThrowsMessage<E>(HasSubstr(want)))
+                            << where;
+                        // check_finite off: no scan, no throw for a NaN the map turns finite.
+                        LinearAttentionOptions off = o;
+                        off.check_finite = false;
+                        EXPECT_NO_THROW(attnx::linear_attention(q, k, v, EluPlusOne{}, off)) << where;
+                    }
+                }
+            }
+        }
+    }
+}
+
 TEST(FeatureMaps, BadInputThrowsNamingArgumentAndSizes) {
     using M = Matrix<float>;
     using E = attnx::invalid_argument;

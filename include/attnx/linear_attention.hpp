@@ -52,7 +52,10 @@
 /// set to zero, and they take no part in the running maximum), so any finite value they hold
 /// changes nothing (tested with 1e6).
 ///
-/// Checks (with check_finite on): Q, K, V are scanned for NaN/Inf; there is no logit to bound,
+/// Checks (with check_finite on): Q, K, V are scanned for NaN/Inf, each block as the kernel reads
+/// it (not in a pass of its own: at n = 65536 that pass cost 10% of a causal elu + 1 call), so a
+/// non-finite input is reported after the work, with the same message (an out buffer passed in
+/// has been written by then); there is no logit to bound,
 /// but a feature map whose output is not finite for some row (e.g. FAVOR+ in float on a key of
 /// norm near 1e19, whose ‖x‖² overflows) throws attnx::invalid_argument naming the row, and an
 /// output that overflowed (sums of huge V rows) throws after the work.
@@ -202,17 +205,51 @@ struct LinearProblem {
     double scale;
     Scalar eps;
     Index c_dim;
-    bool check;  ///< scan the features for NaN/Inf
+    bool check;                ///< scan the features for NaN/Inf
+    bool scan_inputs = false;  ///< scan Q, K, V as the kernel reads them (FeatureFailure::inputs)
 };
 
-/// First rows whose features were not finite (−1: none).
+/// Q, K and V as a kernel read them (LinearProblem::scan_inputs): max |x| and whether every
+/// entry was finite. The input check fused into the kernel's own reads: each block is scanned
+/// while it is in cache, instead of a pass over all of Q, K and V before the work.
+struct InputScan {
+    double q = 0, k = 0, v = 0;
+    bool q_ok = true, k_ok = true, v_ok = true;
+
+    void merge(const InputScan& o) {
+        q = std::max(q, o.q);
+        k = std::max(k, o.k);
+        v = std::max(v, o.v);
+        q_ok = q_ok && o.q_ok;
+        k_ok = k_ok && o.k_ok;
+        v_ok = v_ok && o.v_ok;
+    }
+};
+
+/// Folds the columns of a block into (best, ok): max |x| and whether all are finite.
+template <typename Block>
+void scan_block(const Block& b, double& best, bool& ok) {
+    for (Index j = 0; j < b.cols(); ++j) ok = scan_column(b.col(j), best) && ok;
+}
+
+/// What a kernel call found: the first rows whose features were not finite (−1: none), and the
+/// input scan (with LinearProblem::scan_inputs).
 struct FeatureFailure {
     Index key_row = -1;
     Index query_row = -1;
+    InputScan inputs;
+
+    void merge(const FeatureFailure& o);
 };
 
 inline void note_failure(Index& slot, Index row) {
     if (row >= 0 && (slot < 0 || row < slot)) slot = row;
+}
+
+inline void FeatureFailure::merge(const FeatureFailure& o) {
+    note_failure(key_row, o.key_row);
+    note_failure(query_row, o.query_row);
+    inputs.merge(o.inputs);
 }
 
 template <typename Block>
@@ -224,11 +261,16 @@ bool block_finite(const Block& b) {
 /// Key rows [j0, j0 + len): features, log scales and [V | 1] into the top rows of kb (kbuf: a
 /// rows x d buffer, used only with a padding mask);
 /// padded keys get zero rows and c = −inf. Returns the first key row with non-finite features
-/// (with pb.check), else −1.
+/// (with pb.check), else −1. With pb.scan_inputs, the block's rows of K and V (padded ones too)
+/// are scanned into `scan`.
 template <typename Scalar, typename Map>
 Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, Matrix<Scalar>& kbuf,
-                   KeyBlock<Scalar>& kb) {
+                   KeyBlock<Scalar>& kb, InputScan& scan) {
     const Index dv = pb.v.cols();
+    if (pb.scan_inputs) {
+        scan_block(pb.k.middleRows(j0, len), scan.k, scan.k_ok);
+        scan_block(pb.v.middleRows(j0, len), scan.v, scan.v_ok);
+    }
     Index n_pad = 0;
     if (!pb.padding.empty())
         for (Index j = j0; j < j0 + len; ++j) n_pad += pb.padding[static_cast<std::size_t>(j)] ? 1 : 0;
@@ -310,9 +352,10 @@ void normalise_rows(const Y& y, Scalar eps, Out&& out) {
 /// Non-causal outputs of query rows [i0, i0 + nq) against the state st.
 template <typename Scalar, typename Map>
 Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, Index i0, Index nq,
-                  LinearWorkspace<Scalar>& ws, Eigen::Ref<Matrix<Scalar>>& out) {
+                  LinearWorkspace<Scalar>& ws, Eigen::Ref<Matrix<Scalar>>& out, InputScan& scan) {
     Eigen::Ref<Matrix<Scalar>> phiq(ws.phiq.topRows(nq));
     const Eigen::Ref<const Matrix<Scalar>> qb(pb.q->middleRows(i0, nq));
+    if (pb.scan_inputs) scan_block(qb, scan.q, scan.q_ok);
     pb.map.queries(qb, pb.scale, phiq);
     Index bad = -1;
     if (pb.check && !block_finite(phiq))
@@ -335,9 +378,10 @@ constexpr Index causal_row_block = 32;
 template <typename Scalar, typename Map>
 Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, const KeyBlock<Scalar>& kb,
                    Index j0, Index len, Index i0, Index nq, Index off, LinearWorkspace<Scalar>& ws,
-                   Eigen::Ref<Matrix<Scalar>>& out) {
+                   Eigen::Ref<Matrix<Scalar>>& out, InputScan& scan) {
     Eigen::Ref<Matrix<Scalar>> phiq(ws.phiq.topRows(nq));
     const Eigen::Ref<const Matrix<Scalar>> qb(pb.q->middleRows(i0, nq));
+    if (pb.scan_inputs) scan_block(qb, scan.q, scan.q_ok);
     pb.map.queries(qb, pb.scale, phiq);
     Index bad = -1;
     if (pb.check && !block_finite(phiq))
@@ -422,12 +466,12 @@ inline PartSplit split_parts(Index units, Index min_units) {
 /// rows each, `units` in all) to st in order, noting the first key row whose features failed.
 template <typename Scalar, typename Map>
 void absorb_part(const LinearProblem<Scalar, Map>& pb, const PartSplit& split, Index p, Index unit, Index units,
-                 LinearWorkspace<Scalar>& ws, FeatureState<Scalar>& st, Index& bad_key) {
+                 LinearWorkspace<Scalar>& ws, FeatureState<Scalar>& st, Index& bad_key, InputScan& scan) {
     const Index n_k = pb.k.rows();
     const Index u_end = std::min(units, (p + 1) * split.per_part);
     for (Index u = p * split.per_part; u < u_end; ++u) {
         const Index j0 = u * unit, len = std::min(unit, n_k - j0);
-        note_failure(bad_key, prepare_keys(pb, j0, len, ws.kbuf, ws.keys));
+        note_failure(bad_key, prepare_keys(pb, j0, len, ws.kbuf, ws.keys, scan));
         absorb_block(st, ws.keys, len, ws);
     }
 }
@@ -450,16 +494,20 @@ void linear_noncausal(const LinearProblem<Scalar, Map>& pb, FeatureState<Scalar>
     std::vector<Index> bad_query(static_cast<std::size_t>(tiles), -1);
     std::vector<LinearWorkspace<Scalar>> workspaces =
         make_workspaces<Scalar>(std::max(block, tile), d, pb.c_dim, dv, !pb.padding.empty(), false);
+    std::vector<InputScan> scans(workspaces.size());
+    if (pb.scan_inputs && pb.q != nullptr && out == nullptr)  // Q is not read below
+        scan_block(*pb.q, scans[0].q, scans[0].q_ok);
     RegionErrors errors;  // e.g. bad_alloc in a product, or a user map that throws
     // Always a parallel region: inside a team Eigen's products run single-threaded, with the
     // same blocking (hence the same rounding) for any thread count.
     parallel_region(static_cast<int>(workspaces.size()), [&] {
         LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
+        InputScan& scan = scans[static_cast<std::size_t>(thread_index())];
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index p = 0; p < split.parts; ++p) {
             errors.run([&] {
                 absorb_part(pb, split, p, block, blocks, ws, parts[static_cast<std::size_t>(p)],
-                            bad_key[static_cast<std::size_t>(p)]);
+                            bad_key[static_cast<std::size_t>(p)], scan);
             });
         }
 ATTNX_OMP(single)
@@ -472,7 +520,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
             for (Index t = 0; t < tiles; ++t) {
                 errors.run([&] {
                     const Index i0 = t * tile, nq = std::min(tile, n_q - i0);
-                    bad_query[static_cast<std::size_t>(t)] = attend_rows(pb, total, i0, nq, ws, *out);
+                    bad_query[static_cast<std::size_t>(t)] = attend_rows(pb, total, i0, nq, ws, *out, scan);
                 });
             }
         }
@@ -480,6 +528,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
     errors.rethrow();
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
+    for (const InputScan& sc : scans) failure.inputs.merge(sc);
 }
 
 /// Chunks per window of the causal path for a team of `team` threads: enough for the dynamic
@@ -515,6 +564,10 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
         before[static_cast<std::size_t>(w)].reset(pb.c_dim, dv);
     }
     std::vector<FeatureFailure> failures(static_cast<std::size_t>(team));
+    if (pb.scan_inputs && pb.q != nullptr) {  // the query rows pass 2 does not read
+        const Index unread = want_out ? std::clamp<Index>(-off, 0, n_q) : n_q;
+        scan_block(pb.q->topRows(unread), failures[0].inputs.q, failures[0].inputs.q_ok);
+    }
     FeatureState<Scalar> carry = init;
     RegionErrors errors;
     parallel_region(team, [&] {
@@ -529,7 +582,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
                     KeyBlock<Scalar>& kb = keys[static_cast<std::size_t>(w)];
                     FeatureState<Scalar>& st = own[static_cast<std::size_t>(w)];
-                    note_failure(fail.key_row, prepare_keys(pb, j0, len, ws.kbuf, kb));
+                    note_failure(fail.key_row, prepare_keys(pb, j0, len, ws.kbuf, kb, fail.inputs));
                     st.s.setZero();
                     st.r = minus_infinity<Scalar>();
                     absorb_block(st, kb, len, ws);
@@ -555,7 +608,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                             note_failure(fail.query_row,
                                          attend_chunk(pb, before[static_cast<std::size_t>(w)],
                                                       keys[static_cast<std::size_t>(w)], j0, len, i0, i1 - i0, off,
-                                                      ws, *out));
+                                                      ws, *out, fail.inputs));
                     });
                 }
             }
@@ -563,10 +616,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
     });
     errors.rethrow();
     if (final_state != nullptr) *final_state = carry;
-    for (const FeatureFailure& f : failures) {
-        note_failure(failure.key_row, f.key_row);
-        note_failure(failure.query_row, f.query_row);
-    }
+    for (const FeatureFailure& f : failures) failure.merge(f);
 }
 
 inline void check_linear_options(const char* fn, const LinearAttentionOptions& o, Index n_k, bool uses_scale,
@@ -635,9 +685,11 @@ void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Re
     // Nominal work: the features of every row (at most C x d each) and the C x d_v state products.
     const SerialScope serial(
         run_serially(2.0 * double(q.rows() + k.rows()) * double(c_dim) * double(q.cols() + 2 * v.cols())));
-    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    // The NaN/Inf scan of Q, K and V is fused into the kernel (pb.scan_inputs): each block is
+    // scanned as it is read, and a non-finite input is reported after the work, as the separate
+    // scan reported it before (same message: check_finite rescans the matrix to name the entry).
     const LinearProblem<Scalar, Map> pb{map, &q, k, v, o.key_padding_mask, resolve_scale_double(o, q.cols()),
-                                        resolve_eps<Scalar>(o.eps), c_dim, o.check_finite};
+                                        resolve_eps<Scalar>(o.eps), c_dim, o.check_finite, o.check_finite};
     FeatureFailure failure;
     FeatureState<Scalar> state;
     if (o.causal) {
@@ -646,6 +698,17 @@ void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Re
         linear_causal<Scalar, Map>(pb, o.chunk, k.rows() - q.rows(), empty, &out, nullptr, failure);
     } else {
         linear_noncausal<Scalar, Map>(pb, state, &out, failure);
+    }
+    Magnitudes mag;
+    if (o.check_finite) {
+        const InputScan& in = failure.inputs;
+        if (!in.q_ok) check_finite(fn, "q", q);
+        if (!in.k_ok) check_finite(fn, "k", k);
+        if (!in.v_ok) check_finite(fn, "v", v);
+        mag.scanned = true;
+        mag.q = in.q;
+        mag.k = in.k;
+        mag.v = in.v;
     }
     if (failure.key_row >= 0 || failure.query_row >= 0)
         throw_feature_failure(fn, map, failure, mag, scalar_name<Scalar>());
@@ -890,11 +953,12 @@ public:
         detail::RegionErrors errors;
         detail::parallel_region(static_cast<int>(workspaces.size()), [&] {
             detail::LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(detail::thread_index())];
+            detail::InputScan unused;  // q was scanned above (pb.scan_inputs is off)
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index t = 0; t < tiles; ++t)
                 errors.run([&] {
                     bad[static_cast<std::size_t>(t)] =
-                        detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr);
+                        detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr, unused);
                 });
         });
         errors.rethrow();
