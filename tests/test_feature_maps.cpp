@@ -15,6 +15,8 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -471,6 +473,18 @@ TEST(FeatureMaps, MechanismValuesDescribeThemselves) {
     static_assert(attnx::is_mechanism<attnx::Linear<PositiveRandomFeatures<float>>>::value, "Linear over FAVOR+");
 }
 
+/// elu + 1 whose keys() throws on its first call: a user map that fails inside the region.
+struct ThrowingKeysMap {
+    static constexpr bool uses_scale = false;
+    Index feature_dim(Index d) const { return d; }
+    void queries(const Eigen::Ref<const Matrix<float>>& x, double scale, Eigen::Ref<Matrix<float>> phi) const {
+        EluPlusOne{}.queries<float>(x, scale, phi);
+    }
+    void keys(const Eigen::Ref<const Matrix<float>>&, double, Eigen::Ref<Matrix<float>>, Eigen::Ref<Vector<float>>) const {
+        throw std::runtime_error("keys failed");
+    }
+};
+
 // The input scan is fused into the kernel's reads (each block scanned while in cache): every
 // row must still be covered, whichever pass reads it or whether a pass reads it at all.
 TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
@@ -514,6 +528,14 @@ TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
                         M out(q.rows(), v.cols());
                         EXPECT_THAT([&] { attnx::performer_attention(q, k, v, prf, out, o); },
                                     ThrowsMessage<E>(HasSubstr(want)))
+                            << where;
+                        // A map that throws inside the kernel does not hide the bad input (as when
+                        // the scan ran before the work); with finite inputs its own error comes out.
+                        EXPECT_THAT([&] { attnx::linear_attention(q, k, v, ThrowingKeysMap{}, o); },
+                                    ThrowsMessage<E>(HasSubstr(want)))
+                            << where;
+                        EXPECT_THAT([&] { attnx::linear_attention(x.q, x.k, x.v, ThrowingKeysMap{}, o); },
+                                    ThrowsMessage<std::runtime_error>(HasSubstr("keys failed")))
                             << where;
                         // check_finite off: no scan, no throw for a NaN the map turns finite.
                         LinearAttentionOptions off = o;

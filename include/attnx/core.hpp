@@ -13,12 +13,16 @@
 ///    that is not an error (e.g. a pseudoinverse residual) goes into an optional report;
 ///  - every public entry point runs the same four steps (detail::<mechanism>_checked): shape
 ///    and option checks, bind to Eigen::Ref, one input scan (detail::check_inputs), a pure
-///    kernel (detail::<mechanism>_impl), one scan of the result (detail::check_result);
+///    kernel (detail::<mechanism>_impl), one scan of the result (detail::check_result). Where a
+///    pass over the inputs would cost as much as the work, the NaN/Inf scan is fused into the
+///    kernel's own reads instead (exact attention when decoding, linear_attention and
+///    performer_attention): the same error is thrown after the work, and an out buffer passed
+///    in may have been written by then;
 ///  - overflow: finite inputs so large that the logits s·q·k could overflow the Scalar type
 ///    (bound s·d·max|q|·max|k| > max/16) are rejected before any work (detail::check_logit_range);
 ///    the rest of the amplification (Nyström's Z, Linformer's F V, the conv skip, sums of huge V
 ///    rows) is caught by one scan of the output after the work (detail::check_result), the only
-///    check that runs after the work. Either way: attnx::invalid_argument, never a silent NaN;
+///    check that runs after the work besides the fused scans above. Either way: attnx::invalid_argument, never a silent NaN;
 ///  - options: a mechanism's knobs live in `XOptions : AttentionOptions`, and every such type
 ///    converts implicitly from AttentionOptions (so a call can pass the common options alone);
 ///    a mechanism's data (a projection, a block layout) is a positional argument.

@@ -32,7 +32,10 @@
 ///   - optionally `std::string name() const`, for tables and messages.
 /// `scale` is options.scale, or 1/√d when unset. queries and keys run inside OpenMP regions,
 /// with shapes already checked through feature_dim; an exception they throw is carried out of
-/// the region and rethrown by the entry point (detail::RegionErrors).
+/// the region and rethrown by the entry point (detail::RegionErrors), unless an input holds
+/// NaN or Inf: the NaN/Inf scan of linear_attention is fused into the kernel's reads, so a map
+/// can be called on non-finite rows even with check_finite on, and the entry point then reports
+/// the input rather than the map's exception.
 #ifndef ATTNX_FEATURE_MAPS_HPP
 #define ATTNX_FEATURE_MAPS_HPP
 

@@ -40,8 +40,9 @@
 ///
 /// Cost: O((n_q + n_k)·C·(d + d_v)) time — C·d per token for the features (FAVOR+: m·d; elu + 1:
 /// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
-/// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v)))
-/// causal; no n × n or n × C matrix.
+/// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v
+/// + 32))) causal (8 chunks per thread kept, and a 32 x T row block of the tril product); no
+/// n × n or n × C matrix.
 ///
 /// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
 /// j <= i + n_k − n_q (the queries are the last n_q positions; with n_q > n_k the first
@@ -148,6 +149,11 @@ void merge_state(FeatureState<Scalar>& acc, const FeatureState<Scalar>& part) {
     }
 }
 
+/// Query rows per block of a causal chunk's tril(φ(Q_c) φ(K_c)ᵀ) [V_c | 1]: a block forms the
+/// products with the keys its last row sees only, so at T = 64 a quarter of the chunk's square
+/// (above the diagonal) is never computed.
+constexpr Index causal_row_block = 32;
+
 /// A block of prepared keys: features, log scales and [V | 1], padded rows zero (c = −inf).
 template <typename Scalar>
 struct KeyBlock {
@@ -166,12 +172,12 @@ struct KeyBlock {
 template <typename Scalar>
 struct LinearWorkspace {
     Matrix<Scalar> kbuf;   ///< rows x d: a key block with its padded rows zeroed (only with a mask)
-    KeyBlock<Scalar> keys; ///< the block's prepared keys (the causal path keeps its own per chunk)
+    KeyBlock<Scalar> keys; ///< the block's prepared keys (non-causal; the causal path keeps its own per chunk)
     Vector<Scalar> w;      ///< rows: weights exp(c_j − r)
     Matrix<Scalar> vw;     ///< rows x (d_v + 1): diag(w) [V | 1] when the weights are not all 1
     Matrix<Scalar> phiq;   ///< rows x C: query features
     Matrix<Scalar> y;      ///< rows x (d_v + 1): [num | den]
-    Matrix<Scalar> a;      ///< rows x rows: the causal chunk's φ(Q_c) φ(K_c)ᵀ (causal only)
+    Matrix<Scalar> a;      ///< min(rows, 32) x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
     Vector<Scalar> rq;     ///< rows: R_i of the chunk's query rows (causal only)
     Vector<Scalar> f;      ///< rows: exp(r − R_i) (causal only)
 
@@ -181,13 +187,13 @@ struct LinearWorkspace {
     }
     void resize(Index rows, Index d, Index c_dim, Index dv, bool masked, bool causal) {
         if (masked) kbuf.resize(rows, d);
-        keys.resize(rows, c_dim, dv);
+        if (!causal) keys.resize(rows, c_dim, dv);  // the causal path keeps its own per chunk
         w.resize(rows);
         vw.resize(rows, dv + 1);
         phiq.resize(rows, c_dim);
         y.resize(rows, dv + 1);
         if (causal) {
-            a.resize(rows, rows);
+            a.resize(std::min(rows, causal_row_block), rows);
             rq.resize(rows);
             f.resize(rows);
         }
@@ -367,11 +373,6 @@ Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scala
     return bad;
 }
 
-/// Query rows per block of a causal chunk's tril(φ(Q_c) φ(K_c)ᵀ) [V_c | 1]: a block forms the
-/// products with the keys its last row sees only, so at T = 64 a quarter of the chunk's square
-/// (above the diagonal) is never computed.
-constexpr Index causal_row_block = 32;
-
 /// Causal outputs of the query rows [i0, i0 + nq) whose positions i + off fall into the prepared
 /// key chunk kb (its first len rows, key rows [j0, j0 + len)), given the state st of every key
 /// before j0 (see the file comment). Query row i0 + t sees the chunk's keys 0 .. first + t.
@@ -449,7 +450,7 @@ constexpr Index linear_query_tile = 256;
 /// At most this many key parts (partial states merged in a fixed order).
 constexpr Index linear_max_parts = 16;
 
-/// Parts of a sequence of `units` blocks or chunks: at most 16, at least `min_units` units each
+/// Parts of a sequence of `units` key blocks (non-causal): at most 16, at least `min_units` units each
 /// (but at least one part). Depends on the sizes only.
 struct PartSplit {
     Index per_part = 1, parts = 1;
@@ -532,8 +533,11 @@ ATTNX_OMP(for schedule(dynamic, 1))
 }
 
 /// Chunks per window of the causal path for a team of `team` threads: enough for the dynamic
-/// schedule to balance, few enough that a window's prepared keys stay in cache between its two
-/// passes. Results do not depend on it (the prefix runs over the chunks in order).
+/// schedule to balance, few enough that a window's prepared keys (per chunk T·(C + d_v) entries
+/// plus two C·(d_v + 1) states: about 210 KiB in float at T = 64, C = 256, d_v = 64) stay in the
+/// last-level cache between its two passes. The window is the one split that depends on the
+/// thread count (parallel.hpp rule 4): results do not, as the prefix runs over the chunks in
+/// order whatever the window.
 inline Index causal_window(int team) { return 8 * static_cast<Index>(std::max(team, 1)); }
 
 /// Causal, chunked: see the file comment. Query row i sits at key position i + off (off =
@@ -692,12 +696,19 @@ void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Re
                                         resolve_eps<Scalar>(o.eps), c_dim, o.check_finite, o.check_finite};
     FeatureFailure failure;
     FeatureState<Scalar> state;
-    if (o.causal) {
-        FeatureState<Scalar> empty;
-        empty.reset(c_dim, v.cols());
-        linear_causal<Scalar, Map>(pb, o.chunk, k.rows() - q.rows(), empty, &out, nullptr, failure);
-    } else {
-        linear_noncausal<Scalar, Map>(pb, state, &out, failure);
+    try {
+        if (o.causal) {
+            FeatureState<Scalar> empty;
+            empty.reset(c_dim, v.cols());
+            linear_causal<Scalar, Map>(pb, o.chunk, k.rows() - q.rows(), empty, &out, nullptr, failure);
+        } else {
+            linear_noncausal<Scalar, Map>(pb, state, &out, failure);
+        }
+    } catch (...) {
+        // A map that threw, or bad_alloc: a non-finite input is still the error reported, as when
+        // the scan ran before the work (the fused scan may not have reached every block).
+        if (o.check_finite) check_finite_qkv<Scalar>(fn, o, q, k, v);
+        throw;
     }
     Magnitudes mag;
     if (o.check_finite) {

@@ -17,7 +17,8 @@
 /// 4. The work split of every parallel loop depends on the sizes only, never on the thread
 ///    count, and partial results are combined in a fixed order: results are bit-identical for
 ///    any number of threads (except the materialized exact kernel, whose Eigen GEMM blocks by
-///    thread count).
+///    thread count). Where a split does follow the thread count (the causal feature-map
+///    windows), every value is still computed from the same operands in the same order.
 /// 5. Nesting: inside an active parallel region of the caller, attnx's regions get one thread
 ///    each (OpenMP's default of one active level); nothing in attnx raises that level.
 /// 6. No exception leaves a parallel region: workspaces are sized and allocated before the
