@@ -14,7 +14,10 @@
 ///    only by an explicit redraw(), importable with from_matrix(W).
 ///
 /// The concept (checked by `attnx::is_feature_map<Map, Scalar>` and a static_assert in every
-/// entry point). For inputs X (n × d, rows are tokens) a map M provides
+/// entry point). For inputs X (n × d, rows are tokens; the engine passes blocks of rows, from
+/// several threads at once, so the const members must be safe to call concurrently) a map M
+/// provides, for S = float and/or double (templates or plain overloads; Matrix<S> and Vector<S>
+/// are attnx::Matrix / attnx::Vector: dynamic, column-major, core.hpp)
 ///   - `Index feature_dim(Index d) const`: C, the number of features for head dimension d. It is
 ///     also the map's consistency check: it throws attnx::invalid_argument if the map cannot
 ///     take inputs of width d (e.g. a W of another width, an empty W). It runs before any work.
@@ -133,7 +136,7 @@ struct RandomFeatureOptions {
     bool orthogonal = true;              ///< rows orthogonal in blocks of d (Theorem 2); false: iid N(0, I_d) rows
     FeatureNorms norms = FeatureNorms::Chi;  ///< row norms (with orthogonal = false, Chi keeps each
                                              ///< Gaussian row's own norm)
-    double stabilizer = 1e-6;            ///< added to every feature before the 1/√m (finite, >= 0)
+    double stabilizer = 1e-6;            ///< times the row's largest feature, added to every feature before the 1/√m (finite, >= 0)
 };
 
 /// FAVOR+ positive random features (Choromanski et al. 2021, arXiv:2009.14794, eq. 7, Lemma 1):

@@ -56,7 +56,8 @@
 /// Checks (with check_finite on): Q, K, V are scanned for NaN/Inf, each block as the kernel reads
 /// it, not in a pass of its own (over 48 MiB at n = 65536, where check_finite on cost 10% of a
 /// causal elu + 1 call with that pass). A non-finite input is reported after the work, with the
-/// same message (an out buffer passed in has been written by then). There is no logit to bound,
+/// same message (an out buffer passed in has been written by then, and the rows computed from the
+/// bad entry hold NaN). There is no logit to bound,
 /// but a feature map whose output is not finite for some row (e.g. FAVOR+ in float on a key of
 /// norm near 1e19, whose ‖x‖² overflows) throws attnx::invalid_argument naming the row, and an
 /// output that overflowed (sums of huge V rows) throws after the work.
@@ -637,7 +638,7 @@ inline void check_linear_options(const char* fn, const LinearAttentionOptions& o
         throw_invalid(fn, ": chunk (", o.chunk, ") must be >= 1 (tokens per chunk of the causal algorithm; default 64)");
     if (o.scale && !uses_scale)
         throw_invalid(fn, ": scale is set (", *o.scale, ") but the feature map ", map_name,
-                      " does not use one (elu(x) + 1 has no 1/sqrt(d), Katharopoulos et al. eq. 7); leave scale "
+                      " does not use one (its uses_scale is false; e.g. elu(x) + 1 has no 1/sqrt(d), Katharopoulos et al. eq. 7); leave scale "
                       "unset, or scale q and k yourself");
 }
 
