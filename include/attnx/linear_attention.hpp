@@ -233,17 +233,6 @@ struct InputScan {
     }
 };
 
-/// Folds a block into (best, ok): max |x| and whether all are finite. Two reductions over the
-/// whole block (not per column: the kernels' blocks are 64 rows, where a reduction per column
-/// costs more than its arithmetic).
-template <typename Block>
-void scan_block(const Block& b, double& best, bool& ok) {
-    using Scalar = typename Block::Scalar;
-    if (b.size() == 0) return;
-    best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
-    ok = ok && (b.array() * Scalar(0)).sum() == Scalar(0);
-}
-
 /// What a kernel call found: the first rows whose features were not finite (−1: none), and the
 /// input scan (with LinearProblem::scan_inputs).
 struct FeatureFailure {
@@ -268,6 +257,16 @@ template <typename Block>
 bool block_finite(const Block& b) {
     using Scalar = typename Block::Scalar;
     return (b.array() * Scalar(0)).sum() == Scalar(0);
+}
+
+/// Folds a block into (best, ok): max |x| and whether all are finite. Two reductions over the
+/// whole block (not per column: the kernels' blocks are 64 rows, where a reduction per column
+/// costs more than its arithmetic).
+template <typename Block>
+void scan_block(const Block& b, double& best, bool& ok) {
+    if (b.size() == 0) return;
+    best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
+    ok = ok && block_finite(b);
 }
 
 /// Key rows [j0, j0 + len): features, log scales and [V | 1] into the top rows of kb (kbuf: a
@@ -456,14 +455,14 @@ constexpr Index linear_query_tile = 256;
 /// At most this many key parts (partial states merged in a fixed order).
 constexpr Index linear_max_parts = 16;
 
-/// Parts of a sequence of `units` key blocks (non-causal): at most 16, at least `min_units` units each
-/// (but at least one part). Depends on the sizes only.
+/// Parts of a sequence of `units` key blocks (non-causal): at most 16, at least one block each
+/// (and at least one part). Depends on the sizes only.
 struct PartSplit {
     Index per_part = 1, parts = 1;
 };
-inline PartSplit split_parts(Index units, Index min_units) {
+inline PartSplit split_parts(Index units) {
     PartSplit s;
-    const Index want = std::clamp<Index>(units / std::max<Index>(1, min_units), 1, linear_max_parts);
+    const Index want = std::clamp<Index>(units, 1, linear_max_parts);
     s.per_part = ceil_div(units, want);
     s.parts = ceil_div(units, s.per_part);
     return s;
@@ -492,7 +491,7 @@ void linear_noncausal(const LinearProblem<Scalar, Map>& pb, FeatureState<Scalar>
     const Index n_q = pb.q != nullptr ? pb.q->rows() : 0;
     const Index block = std::min(linear_key_block, n_k);
     const Index blocks = ceil_div(n_k, block);
-    const PartSplit split = split_parts(blocks, 1);
+    const PartSplit split = split_parts(blocks);
     std::vector<FeatureState<Scalar>> parts(static_cast<std::size_t>(split.parts));
     for (auto& p : parts) p.reset(pb.c_dim, dv);
     std::vector<Index> bad_key(static_cast<std::size_t>(split.parts), -1);
@@ -593,8 +592,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     KeyBlock<Scalar>& kb = keys[static_cast<std::size_t>(w)];
                     FeatureState<Scalar>& st = own[static_cast<std::size_t>(w)];
                     note_failure(fail.key_row, prepare_keys(pb, j0, len, ws.kbuf, kb, fail.inputs));
-                    st.s.setZero();
-                    st.r = minus_infinity<Scalar>();
+                    st.reset(pb.c_dim, dv);  // same size: no allocation
                     absorb_block(st, kb, len, ws);
                 });
             }
