@@ -557,3 +557,37 @@ TEST(BigBird, BadInputThrowsNamingArgumentAndSizes) {
                 ThrowsMessage<E>(HasSubstr("BlockLayout::write_pgm: pixels_per_block (0) must be >= 1")));
     EXPECT_THROW(l100.write_pgm(std::string("/nonexistent-dir/x.pgm")), std::runtime_error);
 }
+
+TEST(BlockSparse, NonFiniteInputOutsideEveryVisitedBlockIsReported) {
+    // The input scan is fused into the kernel's reads when the layout visits every key block;
+    // it must still see query rows whose block row keeps nothing, and a layout that leaves a key
+    // block unread (or that causal masking leaves unread) gets the scan before the work.
+    const Index b = 8, n = 24;
+    const auto x = random_qkv<float>(n, n, 4, 4, 9, 1.0);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    BlockMask all_keys(3, 3), two_keys(3, 3), future_key(3, 3);
+    all_keys << true, false, false, false, true, true, false, false, false;    // query block 2 keeps nothing
+    two_keys << true, false, false, true, true, false, false, false, false;    // key block 2 unread
+    future_key << false, true, false, true, false, false, false, false, true;  // causal leaves key block 1 unread
+    struct Case {
+        const BlockMask* mask;
+        bool causal;
+        char which;
+        Index row;
+    };
+    const Case cases[] = {{&all_keys, false, 'q', 20}, {&all_keys, true, 'q', 23}, {&two_keys, false, 'k', 17},
+                          {&two_keys, false, 'v', 23}, {&future_key, true, 'k', 9},  {&future_key, true, 'v', 15}};
+    for (const Case& c : cases) {
+        Matrix<float> q = x.q, k = x.k, v = x.v;
+        Matrix<float>& m = c.which == 'q' ? q : c.which == 'k' ? k : v;
+        m(c.row, 1) = nan;
+        AttentionOptions o;
+        o.causal = c.causal;
+        const BlockLayout layout = BlockLayout::from_block_mask(*c.mask, b, n, n);
+        const std::string want = std::string(1, c.which) + " (24x4) has a non-finite entry " + c.which + "(" +
+                                 std::to_string(c.row) + ", 1)";
+        EXPECT_THAT([&] { attnx::block_sparse_attention(q, k, v, layout, o); },
+                    ThrowsMessage<attnx::invalid_argument>(HasSubstr(want)))
+            << want;
+    }
+}

@@ -548,6 +548,41 @@ TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
     }
 }
 
+TEST(FeatureMaps, DecodeStateScanFindsEveryNonFiniteEntryAndKeepsItsState) {
+    // prefill and query scan their inputs as the kernel reads them (chunks, query tiles): a NaN
+    // or Inf anywhere is named, and the state is left as it was.
+    using M = Matrix<float>;
+    using E = attnx::invalid_argument;
+    using testing::HasSubstr;
+    using testing::ThrowsMessage;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    const auto prf = favor<float>(8, 16, 3);
+    const Index n = 300;  // several chunks of 64 and windows, a partial last chunk
+    const auto x = random_qkv<float>(n, n, 8, 4, 91, 1.0);
+    LinearAttentionState<float, PositiveRandomFeatures<float>> st(prf, 8, 4);
+    st.prefill(x.k.topRows(10), x.v.topRows(10));
+    const M before = st.sums();
+    for (const Index row : {Index(0), Index(63), n - 1}) {
+        for (const char which : {'q', 'k', 'v'}) {
+            M q = x.q, k = x.k, v = x.v;
+            M& m = which == 'q' ? q : which == 'k' ? k : v;
+            const Index c = m.cols() - 1;
+            m(row, c) = row == n - 1 ? inf : nan;
+            const std::string want = std::string(1, which) + " (300x" + std::to_string(m.cols()) +
+                                     ") has a non-finite entry " + which + "(" + std::to_string(row) + ", " +
+                                     std::to_string(c) + ")";
+            EXPECT_THAT([&] { st.prefill(q, k, v); }, ThrowsMessage<E>(HasSubstr(want))) << want;
+            if (which == 'q') {
+                EXPECT_THAT([&] { st.query(q); }, ThrowsMessage<E>(HasSubstr(want))) << want;
+            } else {
+                EXPECT_THAT([&] { st.prefill(k, v); }, ThrowsMessage<E>(HasSubstr(want))) << want;
+            }
+            EXPECT_EQ(st.tokens(), 10);
+            EXPECT_EQ(st.sums(), before);
+        }
+    }
+}
+
 TEST(FeatureMaps, BadInputThrowsNamingArgumentAndSizes) {
     using M = Matrix<float>;
     using E = attnx::invalid_argument;

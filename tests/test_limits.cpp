@@ -290,10 +290,18 @@ TEST(Padding, HugeValuesAtPaddedPositionsAreAccepted) {
     EXPECT_EQ(attnx::bigbird_attention(x.q, x.k, x.v, bo, o), attnx::bigbird_attention(clean.q, clean.k, clean.v, bo, o));
     EXPECT_EQ(attnx::linformer_attention(x.q, x.k, x.v, proj, o),
               attnx::linformer_attention(clean.q, clean.k, clean.v, proj, o));
-    // Unpadded, the same key is rejected as before.
+    // Unpadded, the same key fails the logit bound (scale * d * max|q| * max|k| > max/16), which
+    // rejects it where the scan runs before the work (the materialized kernel, Nyström). The
+    // streaming kernel sees its own scores instead: they fit (below 1e38), so it accepts the key.
     o.key_padding_mask[5] = false;
-    EXPECT_THAT([&] { attnx::exact_attention(x.q, x.k, x.v, attnx::ExactOptions(o)); },
+    attnx::ExactOptions materialized(o);
+    materialized.kernel = attnx::ExactKernel::Materialized;
+    EXPECT_THAT([&] { attnx::exact_attention(x.q, x.k, x.v, materialized); },
                 ThrowsMessage<E>(HasSubstr("logits may overflow float")));
+    no.key_padding_mask[5] = false;
+    EXPECT_THAT([&] { attnx::nystrom_attention(x.q, x.k, x.v, no); },
+                ThrowsMessage<E>(HasSubstr("logits may overflow float")));
+    EXPECT_TRUE(attnx::exact_attention(x.q, x.k, x.v, attnx::ExactOptions(o)).allFinite());
 }
 
 // attention_matrix has no V (it scans an n_k x 0 stand-in): with a key padding mask and a

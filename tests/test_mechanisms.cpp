@@ -6,7 +6,9 @@
 //  - n in {1, 8, 9, 37, 67}: finite, n x d_v, and the returning and out-buffer calls agree bit
 //    for bit;
 //  - permutation properties where the mechanism has them (Case flags);
-//  - every key padded gives zero rows; `out` sharing memory with q, k or v is rejected.
+//  - every key padded gives zero rows; `out` sharing memory with q, k or v is rejected;
+//  - a NaN or Inf anywhere in q, k or v (first, last or padded row) is reported by name, although
+//    the scan is fused into the kernels' reads.
 // Adding a mechanism to the list runs all of this on it.
 #include <attnx/mechanisms.hpp>
 #include <attnx/metrics.hpp>
@@ -15,6 +17,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -145,6 +148,50 @@ TYPED_TEST(MechanismTest, OutSharingMemoryWithAnInputIsRejected) {
                     ThrowsMessage<attnx::invalid_argument>(AllOf(
                         HasSubstr(std::string(": out (24x4) shares memory with ") + name), HasSubstr("in place"))))
             << Case::name;
+    }
+}
+
+TYPED_TEST(MechanismTest, NonFiniteInputIsReportedWhereverItIs) {
+    // Every mechanism scans its inputs as its kernel reads them (core.hpp), in tiles, key blocks,
+    // projection blocks or chunks: the scan must still reach the first row, the last row (of a
+    // partial tile) and padded rows, causal or not, and the error must name the entry.
+    using Case = typename TypeParam::Case;
+    using S = typename TypeParam::Scalar;
+    const S nan = std::numeric_limits<S>::quiet_NaN(), inf = std::numeric_limits<S>::infinity();
+    for (const Index n : {Index(37), Index(300)}) {  // 300: several tiles, blocks and key parts
+        const Inputs<S> x = inputs<S>(n, 8, 4, 6);
+        for (const bool causal : {false, true}) {
+            if (causal && !Case::causal) continue;
+            for (const bool masked : {false, true}) {
+                auto mech = Case::template make<S>(n);
+                mech.options.causal = causal;
+                if (masked) {  // padded keys must be finite too
+                    mech.options.key_padding_mask.assign(static_cast<std::size_t>(n), false);
+                    mech.options.key_padding_mask[1] = mech.options.key_padding_mask[static_cast<std::size_t>(n - 3)] =
+                        true;
+                }
+                for (const Index row : {Index(0), Index(1), n - 3, n - 1}) {
+                    for (const char which : {'q', 'k', 'v'}) {
+                        Inputs<S> y = x;
+                        Matrix<S>& m = which == 'q' ? y.q : which == 'k' ? y.k : y.v;
+                        const Index c = row % m.cols();
+                        m(row, c) = row == n - 1 ? inf : nan;
+                        const std::string want = std::string(1, which) + " (" + std::to_string(n) + "x" +
+                                                 std::to_string(m.cols()) + ") has a non-finite entry " + which + "(" +
+                                                 std::to_string(row) + ", " + std::to_string(c) + ")";
+                        const std::string where = std::string(Case::name) + " n " + std::to_string(n) +
+                                                  (causal ? " causal" : "") + (masked ? " masked" : "");
+                        EXPECT_THAT([&] { mech(y.q, y.k, y.v); },
+                                    ThrowsMessage<attnx::invalid_argument>(HasSubstr(want)))
+                            << where;
+                        Matrix<S> out(n, y.v.cols());
+                        EXPECT_THAT([&] { mech(y.q, y.k, y.v, out); },
+                                    ThrowsMessage<attnx::invalid_argument>(HasSubstr(want)))
+                            << where;
+                    }
+                }
+            }
+        }
     }
 }
 

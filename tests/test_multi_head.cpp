@@ -464,9 +464,9 @@ TEST(MultiHead, BadInputsThrowBeforeAnyWork) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decoding (exact, streaming, n_q <= query_tile): the scan of K and V is fused into the kernel's
-// pass. Same values as without checks, and the same errors as the separate scan, even for keys
-// that no query sees.
+// Exact attention (streaming): the scan of Q, K and V is fused into the kernel's pass. Same
+// values as without checks, and the same errors as the separate scan, even for keys that no
+// query sees.
 
 TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
     const auto qkv = [](Index n_q, std::uint64_t seed) {
@@ -511,9 +511,22 @@ TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
     x[0](0, 0) = std::numeric_limits<float>::quiet_NaN();
     throws(x, {}, "q (1x16) has a non-finite entry q(0, 0) = nan");
     x = qkv(2, 83);
+    x[0] *= 1e20f;  // logits near 1e40: they overflow float, and the bound names the cause
+    x[1] *= 1e20f;
+    throws(x, {}, "attnx::exact_attention: logits may overflow float: scale * d * max|q| * max|k|");
+    // At 1e18 the bound (scale * d * max|q| * max|k| near 1e38) fails but every logit (near 1e36)
+    // fits: the streaming kernel sees its own scores and accepts them, with the unchecked values.
+    x = qkv(2, 83);
     x[0] *= 1e18f;
     x[1] *= 1e18f;
-    throws(x, {}, "attnx::exact_attention: logits may overflow float: scale * d * max|q| * max|k|");
+    attnx::ExactOptions unchecked;
+    unchecked.check_finite = false;
+    const Matrix<float> big = attnx::exact_attention(x[0], x[1], x[2]);
+    EXPECT_TRUE(big.allFinite());
+    EXPECT_TRUE(big == attnx::exact_attention(x[0], x[1], x[2], unchecked));
+    attnx::ExactOptions materialized;
+    materialized.kernel = attnx::ExactKernel::Materialized;  // scans before the work: the bound alone
+    throws(x, materialized, "attnx::exact_attention: logits may overflow float: scale * d * max|q| * max|k|");
     x = qkv(1, 84);
     x[2] *= 3e37f;  // finite inputs, but the weighted sums of V overflow
     x[2].row(0).setConstant(3e38f);
@@ -576,9 +589,10 @@ TEST(MultiHead, GroupedDecodeReportsTheLowestFailingItemsError) {
     Batch<float> x(2, 1, 1200, 8, 2, 64, 64, 63);
     // Key 900 of sequence 1, key/value head 1 (query heads 4..7): infinite.
     x.k[static_cast<std::size_t>(((1 * 1200 + 900) * 2 + 1) * 64 + 3)] = std::numeric_limits<float>::infinity();
-    // Sequence 0, head 6: a query of 1e36 makes its logits overflow float (the other heads fit).
+    // Sequence 0, head 6: a query of 3e38 in every entry makes its logits overflow float (the
+    // other heads fit).
     Batch<float> y(2, 1, 1200, 8, 2, 64, 64, 64);
-    y.q[static_cast<std::size_t>(6 * 64 + 10)] = 1e36f;
+    for (Index j = 0; j < 64; ++j) y.q[static_cast<std::size_t>(6 * 64 + j)] = 3e38f;
     for (const int t : {1, 2}) {
 #ifdef _OPENMP
         const int saved = omp_get_max_threads();

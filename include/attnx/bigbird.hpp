@@ -24,8 +24,12 @@
 /// Exact limit: BlockLayout::dense gives exact_attention (bit-identical to the streaming kernel
 /// with query_tile = key_tile = b; tested in test_bigbird.cpp).
 /// A query whose kept keys are all masked (or whose block row keeps no block) gets a zero row.
-/// Overflow (with check_finite on): as exact attention, logits that could overflow the Scalar
-/// type throw attnx::invalid_argument before any work, an overflowed output after it (core.hpp).
+/// Checks (with check_finite on): when the layout visits every key block (BigBird and Longformer
+/// layouts do), Q, K and V are scanned for NaN/Inf and their magnitudes as the kernel reads them
+/// (online_softmax.hpp), not in a pass of their own, and the errors, including logits that could
+/// overflow the Scalar type, are thrown after the work (an `out` buffer passed in may have been
+/// written by then); a layout that leaves key blocks unread gets the scan before the work.
+/// An overflowed output throws after the work (core.hpp).
 /// Differs from the reference code (google-research/bigbird, HuggingFace BigBird): the random
 /// blocks are drawn by our CounterRng (the reference draws them with NumPy), any n is allowed (a
 /// partial last block instead of "n must be a multiple of b"), and global rows/columns are
@@ -65,13 +69,10 @@ struct BlockKeyTiles {
     }
 };
 
-template <typename Scalar>
-void block_sparse_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
-                       const Eigen::Ref<const Matrix<Scalar>>& v, const BlockLayout& layout,
-                       const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
-    const Index n_q = q.rows(), n_k = k.rows(), b = layout.block_size(), nb_q = layout.query_blocks();
-    const Scalar scale = resolve_scale<Scalar>(o, q.cols());
-    const MaskSpec mask = make_mask(o, n_q, n_k);
+/// Key blocks visited per query block of `layout`: all kept ones, or with causal masking the
+/// prefix of them that starts at or before the latest key any row of the block sees.
+inline std::vector<Index> visited_block_counts(const BlockLayout& layout, const MaskSpec& mask) {
+    const Index n_q = layout.n_q(), b = layout.block_size(), nb_q = layout.query_blocks();
     const std::vector<Index>& row_ptr = layout.row_ptr();
     const std::vector<Index>& col_idx = layout.col_idx();
     std::vector<Index> counts(static_cast<std::size_t>(nb_q));
@@ -90,14 +91,43 @@ void block_sparse_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::R
         }
         counts[static_cast<std::size_t>(i)] = cnt;
     }
+    return counts;
+}
+
+/// True if some query block visits every key block (so that a scan of the visited key tiles
+/// reads every row of K and V). BigBird and Longformer layouts do (the window holds the
+/// diagonal); a from_block_mask layout may not.
+inline bool visits_every_key_block(const BlockLayout& layout, const std::vector<Index>& counts) {
+    std::vector<char> seen(static_cast<std::size_t>(layout.key_blocks()), 0);
+    Index n_seen = 0;
+    const std::vector<Index>& row_ptr = layout.row_ptr();
+    for (Index i = 0; i < layout.query_blocks(); ++i)
+        for (Index t = 0; t < counts[static_cast<std::size_t>(i)]; ++t) {
+            const Index j = layout.col_idx()[static_cast<std::size_t>(row_ptr[static_cast<std::size_t>(i)] + t)];
+            if (!seen[static_cast<std::size_t>(j)]) {
+                seen[static_cast<std::size_t>(j)] = 1;
+                ++n_seen;
+            }
+        }
+    return n_seen == layout.key_blocks();
+}
+
+/// The kernel: the online softmax over the key blocks `counts` lets each query block visit
+/// (visited_block_counts). With `scan`, it also scans Q and the visited K and V tiles.
+template <typename Scalar>
+void block_sparse_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                       const Eigen::Ref<const Matrix<Scalar>>& v, const BlockLayout& layout,
+                       const std::vector<Index>& counts, const MaskSpec& mask, Scalar scale,
+                       Eigen::Ref<Matrix<Scalar>> out, InputScan* scan) {
+    const Index n_q = q.rows(), n_k = k.rows(), b = layout.block_size();
     BlockKeyTiles tiles;
-    tiles.row_ptr = &row_ptr;
-    tiles.col_idx = &col_idx;
+    tiles.row_ptr = &layout.row_ptr();
+    tiles.col_idx = &layout.col_idx();
     tiles.counts = &counts;
     tiles.block = b;
     tiles.n_k = n_k;
     // Query tile = query block; a block larger than the input only needs n rows of workspace.
-    online_softmax_attention<Scalar>(q, k, v, scale, mask, std::min(b, n_q), std::min(b, n_k), tiles, out);
+    online_softmax_attention<Scalar>(q, k, v, scale, mask, std::min(b, n_q), std::min(b, n_k), tiles, out, scan);
 }
 
 inline void check_layout(const char* fn, const BlockLayout& layout, Index n_q, Index n_k) {
@@ -136,8 +166,11 @@ void check_bigbird_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Ei
     check_bigbird_options(fn, q.rows(), bigbird);
 }
 
-/// The input scan, the kernel and the result check of block-sparse attention. `layout` is
-/// either given (checked by check_layout) or, with `bigbird`, built here after the input scan.
+/// The input checks, the kernel and the result check of block-sparse attention. `layout` is
+/// either given (checked by check_layout) or, with `bigbird`, built here. With check_finite on,
+/// the input scan is fused into the kernel (every query tile, every visited key tile) when the
+/// layout visits every key block, and its errors are thrown after the work; otherwise (a
+/// from_block_mask layout that leaves keys unread) the scan runs before the work.
 template <typename Scalar>
 void block_sparse_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                           const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
@@ -156,12 +189,22 @@ void block_sparse_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>
         blocks = nb * std::min(nb, per_row);
     }
     const SerialScope serial(run_serially(2.0 * blocks * b * b * double(q.cols() + v.cols())));
-    const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
-    if (layout != nullptr) {
-        block_sparse_impl<Scalar>(q, k, v, *layout, o, out);
+    BlockLayout built;
+    if (layout == nullptr) {
+        built = BlockLayout::bigbird(q.rows(), *bigbird);
+        layout = &built;
+    }
+    const MaskSpec mask = make_mask(o, q.rows(), k.rows());
+    const Scalar scale = resolve_scale<Scalar>(o, q.cols());
+    const std::vector<Index> counts = visited_block_counts(*layout, mask);
+    Magnitudes mag;
+    if (o.check_finite && visits_every_key_block(*layout, counts)) {
+        InputScan scan;
+        block_sparse_impl<Scalar>(q, k, v, *layout, counts, mask, scale, out, &scan);
+        mag = report_scan<Scalar>(fn, o, scan, q, k, v);
     } else {
-        const BlockLayout built = BlockLayout::bigbird(q.rows(), *bigbird);
-        block_sparse_impl<Scalar>(q, k, v, built, o, out);
+        mag = check_inputs<Scalar>(fn, o, q, k, v);
+        block_sparse_impl<Scalar>(q, k, v, *layout, counts, mask, scale, out, nullptr);
     }
     check_result<Scalar>(fn, mag, out);
 }

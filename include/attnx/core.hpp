@@ -11,18 +11,20 @@
 ///    argument is evaluated into a column-major temporary once, O(n*d), on entry;
 ///  - misuse throws `attnx::invalid_argument` before any work is done; numerical quality
 ///    that is not an error (e.g. a pseudoinverse residual) goes into an optional report;
-///  - every public entry point runs the same four steps (detail::<mechanism>_checked): shape
-///    and option checks, bind to Eigen::Ref, one input scan (detail::check_inputs), a pure
-///    kernel (detail::<mechanism>_impl), one scan of the result (detail::check_result). Where a
-///    pass over the inputs would cost as much as the work, the NaN/Inf scan is fused into the
-///    kernel's own reads instead (exact attention when decoding, linear_attention and
-///    performer_attention): the same error is thrown after the work, and an out buffer passed
-///    in may have been written by then;
+///  - every public entry point runs the same steps (detail::<mechanism>_checked): shape and
+///    option checks, bind to Eigen::Ref, the kernel with the input scan fused into its reads
+///    (detail::InputScan: max |x| and NaN/Inf of each tile of Q, K and V while it is in cache,
+///    not a pass of its own), the errors of that scan (detail::report_scan), one scan of the
+///    result (detail::check_result). Shape and option errors are thrown before any work; a
+///    non-finite input and the logit bound below after it, and an out buffer passed in may have
+///    been written by then (no value computed from bad inputs is returned). Where no kernel
+///    reads every input (the materialized exact kernel, a block layout that leaves keys
+///    unread, every key padded), the scan runs before the work (detail::check_inputs);
 ///  - overflow: finite inputs so large that the logits s·q·k could overflow the Scalar type
-///    (bound s·d·max|q|·max|k| > max/16) are rejected before any work (detail::check_logit_range);
-///    the rest of the amplification (Nyström's Z, Linformer's F V, the conv skip, sums of huge V
-///    rows) is caught by one scan of the output after the work (detail::check_result), the only
-///    check that runs after the work besides the fused scans above. Either way: attnx::invalid_argument, never a silent NaN;
+///    (bound s·d·max|q|·max|k| > max/16) are rejected (detail::check_logit_range), from the
+///    magnitudes the input scan found; the rest of the amplification (Nyström's Z, Linformer's
+///    F V, the conv skip, sums of huge V rows) is caught by one scan of the output after the work
+///    (detail::check_result). Either way: attnx::invalid_argument, never a silent NaN;
 ///  - options: a mechanism's knobs live in `XOptions : AttentionOptions`, and every such type
 ///    converts implicitly from AttentionOptions (so a call can pass the common options alone);
 ///    a mechanism's data (a projection, a block layout) is a positional argument.
@@ -67,13 +69,12 @@ struct AttentionOptions {
     /// Empty, or one flag per key (length n_k): true = the key is padding and is ignored.
     /// A query row whose keys are all masked gets a zero output row, never NaN.
     std::vector<bool> key_padding_mask;
-    /// Reject Q, K, V holding NaN or Inf (an O(n*d) scan), inputs whose logits could overflow
-    /// the Scalar type (same scan), and results that overflowed (an O(n_q*d_v) scan of the
-    /// output after the work). Set false only if the caller has validated its inputs already
+    /// Reject Q, K, V holding NaN or Inf, inputs whose logits could overflow the Scalar type
+    /// (both found by an O(n*d) scan fused into the kernel's reads of the inputs, reported after
+    /// the work: see the conventions above), and results that overflowed (an O(n_q*d_v) scan of
+    /// the output after the work). Set false only if the caller has validated its inputs already
     /// (finite, moderate magnitudes): all these scans are then skipped, and non-finite or
-    /// huge inputs give unspecified (possibly NaN) output. Exact attention with few queries
-    /// (streaming, n_q <= query_tile: decoding) fuses the scan of K and V into its kernel's pass
-    /// and throws the same errors after that pass (exact.hpp).
+    /// huge inputs give unspecified (possibly NaN) output.
     bool check_finite = true;
 };
 

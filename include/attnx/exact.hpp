@@ -15,13 +15,15 @@
 /// Both subtract the running (row) maximum before exp, so logits of ±1e4 are fine.
 ///
 /// A query row whose keys are all masked returns a zero row (never NaN).
-/// Overflow (with check_finite on): logits that could overflow the Scalar type
-/// (s·d·max|q|·max|k| > max/16) throw attnx::invalid_argument before any work; an output that
-/// overflowed anyway (sums of huge V rows) throws after it (see core.hpp).
-/// Decoding (streaming kernel, n_q <= query_tile): the NaN/Inf and magnitude scan of K and V is
-/// fused into the kernel's one pass over them instead of being a pass of its own (it cost as
-/// much as the attention); the same errors are thrown, after that pass (out may then have been
-/// written), and no value computed from bad inputs is returned.
+/// Checks (with check_finite on): NaN/Inf in Q, K or V, and logits that could overflow the
+/// Scalar type (s·d·max|q|·max|k| > max/16), throw attnx::invalid_argument; an output that
+/// overflowed anyway (sums of huge V rows) throws after the work (see core.hpp). The
+/// materialized kernel scans before the work. The streaming kernel has no pass of its own (when
+/// decoding, n_q <= query_tile, that pass cost as much as the attention): it checks the scores
+/// and sums it computes anyway, and only if one is not finite does it scan the inputs, after the
+/// work, to throw the error that names the cause (out may then have been written); no value
+/// computed from bad inputs is returned. Its logits are seen, not bounded: finite inputs whose
+/// logits fit are accepted even where the bound (conservative by up to a factor d) fails.
 /// Causal with n_q != n_k is aligned bottom-right: query i sees keys j <= i + n_k - n_q.
 #ifndef ATTNX_EXACT_HPP
 #define ATTNX_EXACT_HPP
@@ -95,37 +97,26 @@ void check_exact_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eige
     check_exact_options(fn, o, k.rows());
 }
 
-/// Exact attention with at most one query tile (decoding: n_q <= query_tile) and check_finite
-/// on: the same checks, errors and values as exact_checked, without its separate pass over K and
-/// V. Q is scanned first (n_q x d, small); K and V are scanned inside the kernel, tile by tile
-/// while each tile is in cache. With one query tile the kernel visits every key tile exactly once
-/// (its last row sees every key, causal masks being bottom-right aligned), so every entry of K
-/// and V is scanned. The NaN/Inf and logit-bound checks of K then run after the pass, before
-/// the result is returned: the same attnx::invalid_argument (same message, same order: q, k, v,
-/// logits, result) is thrown, but `out` may have been written. Values computed from bad inputs
-/// are never returned.
+/// Streaming exact attention with check_finite on: the same errors and values as
+/// exact_checked's general path, without its separate pass over Q, K and V. The kernel learns
+/// whether they are finite from its own products (ScanInputs::all_finiteness): a NaN or Inf in
+/// K or Q makes scores non-finite, one in V an accumulator; every key tile is visited (the last
+/// query row sees every key, causal masks being bottom-right aligned), masked keys included.
+/// Finite scores and accumulators also mean that no logit overflowed and that the result is
+/// finite, so the magnitudes are not needed: only when something is not finite do the checks of
+/// the general path run, after the work, and throw its error (same message, same order: q, k,
+/// v, logits, result); `out` may have been written by then. Values computed from bad inputs are
+/// never returned. Unlike the general path, finite inputs whose logit bound fails but whose
+/// logits did fit are accepted (the bound is conservative by up to a factor d).
 template <typename Scalar>
 void exact_fused_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
                          const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
                          const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
-    Magnitudes mag;
-    if (!finite_max_abs(q, mag.q)) check_finite(fn, "q", q);
-    KeyScan scan;
+    InputScan scan;
     dense_online_attention<Scalar>(q, k, v, resolve_scale<Scalar>(o, q.cols()), make_mask(o, q.rows(), k.rows()),
-                                   o.query_tile, o.key_tile, out, &scan);
-    if (!scan.ok_k) check_finite(fn, "k", k);
-    if (!scan.ok_v) check_finite(fn, "v", v);
-    mag.k = scan.max_k;
-    mag.v = scan.max_v;
-    mag.scanned = true;
-    // As check_inputs: padded keys enter no logit, so when the bound fails with a padding mask,
-    // max|k| and max|v| are taken again over the unpadded rows (that rare path only).
-    const double s = resolve_scale_double(o, q.cols());
-    if (!o.key_padding_mask.empty() && !logits_fit<Scalar>(s, q.cols(), mag.q, mag.k)) {
-        mag.k = max_abs_unpadded<Scalar>(k, o.key_padding_mask);
-        mag.v = max_abs_unpadded<Scalar>(v, o.key_padding_mask);
-    }
-    check_logit_range<Scalar>(fn, s, q.cols(), mag.q, mag.k);
+                                   o.query_tile, o.key_tile, out, &scan, ScanInputs::all_finiteness);
+    if (scan.q_ok && scan.k_ok && scan.v_ok && all_finite(out)) return;
+    const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
     check_result<Scalar>(fn, mag, out);
 }
 
@@ -135,7 +126,7 @@ template <typename Scalar>
 void exact_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                    const Eigen::Ref<const Matrix<Scalar>>& v, const ExactOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
     const SerialScope serial(run_serially(4.0 * double(q.rows()) * double(k.rows()) * double(q.cols() + v.cols()) / 2));
-    if (o.check_finite && o.kernel == ExactKernel::Streaming && q.rows() <= o.query_tile) {
+    if (o.check_finite && o.kernel == ExactKernel::Streaming) {
         exact_fused_checked<Scalar>(fn, q, k, v, o, out);
         return;
     }

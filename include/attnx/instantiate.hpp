@@ -65,7 +65,8 @@
     ATTNX_INSTANTIATION_ void dense_online_attention<S>(const Eigen::Ref<const Matrix<S>>&,                    \
                                                         const Eigen::Ref<const Matrix<S>>&,                    \
                                                         const Eigen::Ref<const Matrix<S>>&, S, const MaskSpec&, \
-                                                        Index, Index, Eigen::Ref<Matrix<S>>, KeyScan*);        \
+                                                        Index, Index, Eigen::Ref<Matrix<S>>, InputScan*,       \
+                                                        ScanInputs);                                           \
     ATTNX_INSTANTIATION_ void nystrom_checked<S>(const char*, const Eigen::Ref<const Matrix<S>>&,               \
                                                  const Eigen::Ref<const Matrix<S>>&,                           \
                                                  const Eigen::Ref<const Matrix<S>>&, const NystromOptions&,    \

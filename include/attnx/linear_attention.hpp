@@ -216,23 +216,6 @@ struct LinearProblem {
     bool scan_inputs = false;  ///< scan Q, K, V as the kernel reads them (FeatureFailure::inputs)
 };
 
-/// Q, K and V as a kernel read them (LinearProblem::scan_inputs): max |x| and whether every
-/// entry was finite. The input check fused into the kernel's own reads: each block is scanned
-/// while it is in cache, instead of a pass over all of Q, K and V before the work.
-struct InputScan {
-    double q = 0, k = 0, v = 0;
-    bool q_ok = true, k_ok = true, v_ok = true;
-
-    void merge(const InputScan& o) {
-        q = std::max(q, o.q);
-        k = std::max(k, o.k);
-        v = std::max(v, o.v);
-        q_ok = q_ok && o.q_ok;
-        k_ok = k_ok && o.k_ok;
-        v_ok = v_ok && o.v_ok;
-    }
-};
-
 /// What a kernel call found: the first rows whose features were not finite (−1: none), and the
 /// input scan (with LinearProblem::scan_inputs).
 struct FeatureFailure {
@@ -251,22 +234,6 @@ inline void FeatureFailure::merge(const FeatureFailure& o) {
     note_failure(key_row, o.key_row);
     note_failure(query_row, o.query_row);
     inputs.merge(o.inputs);
-}
-
-template <typename Block>
-bool block_finite(const Block& b) {
-    using Scalar = typename Block::Scalar;
-    return (b.array() * Scalar(0)).sum() == Scalar(0);
-}
-
-/// Folds a block into (best, ok): max |x| and whether all are finite. Two reductions over the
-/// whole block (not per column: the kernels' blocks are 64 rows, where a reduction per column
-/// costs more than its arithmetic).
-template <typename Block>
-void scan_block(const Block& b, double& best, bool& ok) {
-    if (b.size() == 0) return;
-    best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
-    ok = ok && block_finite(b);
 }
 
 /// Key rows [j0, j0 + len): features, log scales and [V | 1] into the top rows of kb (kbuf: a
@@ -714,17 +681,8 @@ void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Re
         if (o.check_finite) check_finite_qkv<Scalar>(fn, o, q, k, v);
         throw;
     }
-    Magnitudes mag;
-    if (o.check_finite) {
-        const InputScan& in = failure.inputs;
-        if (!in.q_ok) check_finite(fn, "q", q);
-        if (!in.k_ok) check_finite(fn, "k", k);
-        if (!in.v_ok) check_finite(fn, "v", v);
-        mag.scanned = true;
-        mag.q = in.q;
-        mag.k = in.k;
-        mag.v = in.v;
-    }
+    Magnitudes mag;  // no logit bound: the maps guard their own range (FeatureFailure)
+    if (o.check_finite) mag = report_scan<Scalar>(fn, o, failure.inputs, q, k, v, /*logits=*/false);
     if (failure.key_row >= 0 || failure.query_row >= 0)
         throw_feature_failure(fn, map, failure, mag, scalar_name<Scalar>());
     check_result<Scalar>(fn, mag, out);
@@ -843,8 +801,7 @@ public:
         check_usable(fn);
         check_shapes(fn, k, k, v);
         const Eigen::Ref<const Matrix<Scalar>> kr(k), vr(v);
-        const detail::Magnitudes mag = scan(fn, nullptr, kr, vr);
-        run(fn, nullptr, kr, vr, nullptr, mag);
+        run(fn, nullptr, kr, vr, nullptr);
     }
 
     /// Absorbs K, V (n x d, n x dv) and returns the causal outputs of Q (n x d): row i attends to
@@ -873,8 +830,7 @@ public:
                                   " (prefill with outputs needs one query per new token)");
         detail::check_out(fn, out, q, k, v);
         const Eigen::Ref<const Matrix<Scalar>> qr(q), kr(k), vr(v);
-        const detail::Magnitudes mag = scan(fn, &qr, kr, vr);
-        run(fn, &qr, kr, vr, &out, mag);
+        run(fn, &qr, kr, vr, &out);
     }
 
     /// Absorbs one token (k: d entries, v: dv entries, row or column vectors) and returns the
@@ -951,32 +907,35 @@ public:
         const Eigen::Ref<const Matrix<Scalar>> qr(q);
         const Matrix<Scalar> no_keys(0, m_d), no_values(0, m_dv);
         const Eigen::Ref<const Matrix<Scalar>> kr(no_keys), vr(no_values);
-        detail::Magnitudes mag;
-        if (m_options.check_finite) {
-            mag.scanned = true;
-            if (!detail::finite_max_abs(qr, mag.q)) detail::check_finite(fn, "q", qr);
-        }
         const std::vector<bool> no_padding;
+        // Q is scanned as attend_rows reads it (pb.scan_inputs), its errors thrown after the work.
         const detail::LinearProblem<Scalar, Map> pb{m_map, &qr, kr, vr, no_padding, m_scale, m_eps, m_c,
-                                                    m_options.check_finite};
+                                                    m_options.check_finite, m_options.check_finite};
         Matrix<Scalar> out(q.rows(), m_dv);
         const Index tile = detail::linear_query_tile, n = q.rows(), tiles = detail::ceil_div(n, tile);
         std::vector<Index> bad(static_cast<std::size_t>(tiles), -1);
         Eigen::Ref<Matrix<Scalar>> outr(out);
         std::vector<detail::LinearWorkspace<Scalar>> workspaces =
             detail::make_workspaces<Scalar>(std::min(tile, n), m_d, m_c, m_dv, false, false);
+        std::vector<detail::InputScan> scans(workspaces.size());
         detail::RegionErrors errors;
         detail::parallel_region(static_cast<int>(workspaces.size()), [&] {
-            detail::LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(detail::thread_index())];
-            detail::InputScan unused;  // q was scanned above (pb.scan_inputs is off)
+            const std::size_t me = static_cast<std::size_t>(detail::thread_index());
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index t = 0; t < tiles; ++t)
                 errors.run([&] {
-                    bad[static_cast<std::size_t>(t)] =
-                        detail::attend_rows(pb, m_state, t * tile, std::min(tile, n - t * tile), ws, outr, unused);
+                    bad[static_cast<std::size_t>(t)] = detail::attend_rows(
+                        pb, m_state, t * tile, std::min(tile, n - t * tile), workspaces[me], outr, scans[me]);
                 });
         });
+        if (m_options.check_finite) {
+            // A map that threw (or bad_alloc): a non-finite q is still the error reported.
+            if (errors.failed()) detail::check_finite(fn, "q", qr);
+            for (std::size_t i = 1; i < scans.size(); ++i) scans[0].merge(scans[i]);
+        }
         errors.rethrow();
+        detail::Magnitudes mag;
+        if (m_options.check_finite) mag = detail::report_scan<Scalar>(fn, m_options, scans[0], qr, kr, vr, false);
         detail::FeatureFailure f;
         for (const Index b : bad) detail::note_failure(f.query_row, b);
         if (f.query_row >= 0) detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
@@ -1021,22 +980,27 @@ private:
                                   " entries (one token)");
     }
 
-    detail::Magnitudes scan(const char* fn, const Eigen::Ref<const Matrix<Scalar>>* q,
-                            const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) const {
-        const Matrix<Scalar> none(0, m_d);
-        if (q != nullptr) return detail::check_finite_qkv<Scalar>(fn, m_options, *q, k, v);
-        const Eigen::Ref<const Matrix<Scalar>> nr(none);
-        return detail::check_finite_qkv<Scalar>(fn, m_options, nr, k, v);
-    }
-
+    /// The chunked causal kernel over K, V (and Q, with `out`) from the current state, with the
+    /// input scan fused into its reads (as linear_checked); the state changes only if every
+    /// check passed (an overflowed result is reported after it changed: see the class doc).
     void run(const char* fn, const Eigen::Ref<const Matrix<Scalar>>* q, const Eigen::Ref<const Matrix<Scalar>>& k,
-             const Eigen::Ref<const Matrix<Scalar>>& v, Eigen::Ref<Matrix<Scalar>>* out, const detail::Magnitudes& mag) {
+             const Eigen::Ref<const Matrix<Scalar>>& v, Eigen::Ref<Matrix<Scalar>>* out) {
         const std::vector<bool> no_padding;
         const detail::LinearProblem<Scalar, Map> pb{m_map, q, k, v, no_padding, m_scale, m_eps, m_c,
-                                                    m_options.check_finite};
+                                                    m_options.check_finite, m_options.check_finite};
+        const Matrix<Scalar> none(0, m_d);
+        const Eigen::Ref<const Matrix<Scalar>> qr = q != nullptr ? *q : Eigen::Ref<const Matrix<Scalar>>(none);
         detail::FeatureFailure failure;
         detail::FeatureState<Scalar> next;
-        detail::linear_causal<Scalar, Map>(pb, m_options.chunk, 0, m_state, out, &next, failure);
+        try {
+            detail::linear_causal<Scalar, Map>(pb, m_options.chunk, 0, m_state, out, &next, failure);
+        } catch (...) {
+            // A map that threw, or bad_alloc: a non-finite input is still the error reported.
+            if (m_options.check_finite) detail::check_finite_qkv<Scalar>(fn, m_options, qr, k, v);
+            throw;
+        }
+        detail::Magnitudes mag;
+        if (m_options.check_finite) mag = detail::report_scan<Scalar>(fn, m_options, failure.inputs, qr, k, v, false);
         if (failure.key_row >= 0 || failure.query_row >= 0)
             detail::throw_feature_failure(fn, m_map, failure, mag, detail::scalar_name<Scalar>());
         m_state = std::move(next);

@@ -40,10 +40,15 @@
 ///
 /// `causal = true` throws: every projected key mixes all positions, so causality is not defined.
 ///
-/// Overflow (with check_finite on): the logits meet Q and K̄ = E K, so the logit bound of core.hpp
-/// is checked on max|q| and max|K̄| once K̄ is computed (cheap, k x d) and before the attention;
-/// a K̄ or V̄ = F V that overflowed the Scalar type throws there too. An output that overflowed
-/// anyway throws after the work. All are attnx::invalid_argument naming the magnitudes.
+/// Checks (with check_finite on): K and V are scanned for NaN/Inf and their magnitudes as the
+/// projection reads them (padded rows too), and Q as the attention reads it, not in a pass of
+/// their own. A non-finite K or V throws between the projection and the attention, a non-finite
+/// Q after the attention (an `out` buffer passed in may have been written by then). Raw E and
+/// F are scanned before the work (a LinformerProjection knows its magnitudes).
+/// Overflow: the logits meet Q and K̄ = E K, so the logit bound of core.hpp is checked on max|q|
+/// and max|K̄|, after the attention; a K̄ or V̄ = F V that overflowed the Scalar type throws
+/// before it. An output that overflowed anyway throws after the work. All are
+/// attnx::invalid_argument naming the magnitudes.
 ///
 /// Threads: the projections are summed over key blocks split into at most 16 parts whose bounds
 /// depend only on n_k; the parts run in parallel (OpenMP, if compiled with it) with
@@ -196,11 +201,13 @@ inline Index linformer_key_block(Index n_k) { return n_k >= 2048 ? 512 : 256; }
 /// kp = E K and vp = F V over the unpadded keys (padded key rows count as zero).
 /// The key blocks of linformer_key_block(n_k) rows are grouped into contiguous parts; part p sums its
 /// blocks in order into its own partial, and the partials are added in part order. The split
-/// depends on n_k only, so the result does not depend on the number of threads.
+/// depends on n_k only, so the result does not depend on the number of threads. With `scan`,
+/// every block of K and V (padded ones too) is also scanned (max |x|, NaN/Inf) as it is read.
 template <typename Scalar>
 void linformer_project(const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
-                       const std::vector<bool>& padding, Matrix<Scalar>& kp, Matrix<Scalar>& vp) {
+                       const std::vector<bool>& padding, Matrix<Scalar>& kp, Matrix<Scalar>& vp,
+                       InputScan* scan = nullptr) {
     const Index n = k.rows(), r = e.rows(), d = k.cols(), dv = v.cols();
     const Index block = linformer_key_block(n);
     const Index n_blocks = ceil_div(n, block);
@@ -222,6 +229,7 @@ void linformer_project(const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::R
         kbufs[t].resize(std::min(block, n), d);
         vbufs[t].resize(std::min(block, n), dv);
     }
+    std::vector<InputScan> scans(static_cast<std::size_t>(parts));
     RegionErrors errors;
     parallel_region(team, [&] {
 ATTNX_OMP(for schedule(dynamic, 1))
@@ -231,9 +239,14 @@ ATTNX_OMP(for schedule(dynamic, 1))
                 auto acc_v = part_v.middleCols(p * dv, dv);
                 acc_k.setZero();
                 acc_v.setZero();
+                InputScan& sc = scans[static_cast<std::size_t>(p)];
                 const Index b_end = std::min(n_blocks, (p + 1) * blocks_per_part);
                 for (Index b = p * blocks_per_part; b < b_end; ++b) {
                     const Index j0 = b * block, len = std::min(block, n - j0);
+                    if (scan != nullptr) {
+                        scan_block(k.middleRows(j0, len), sc.k, sc.k_ok);
+                        scan_block(v.middleRows(j0, len), sc.v, sc.v_ok);
+                    }
                     Index n_pad = 0;
                     if (masked)
                         for (Index j = j0; j < j0 + len; ++j) n_pad += padding[static_cast<std::size_t>(j)] ? 1 : 0;
@@ -260,6 +273,8 @@ ATTNX_OMP(for schedule(dynamic, 1))
         }
     });
     errors.rethrow();
+    if (scan != nullptr)
+        for (const InputScan& sc : scans) scan->merge(sc);
     kp = part_k.leftCols(d);
     vp = part_v.leftCols(dv);
     for (Index p = 1; p < parts; ++p) {
@@ -269,14 +284,15 @@ ATTNX_OMP(for schedule(dynamic, 1))
 }
 
 /// The attention of Q against the k projected keys kp = E K and values vp = F V. Every projected
-/// key is visible: the key padding mask acted in the projection.
+/// key is visible: the key padding mask acted in the projection. With `scan`, Q is scanned as
+/// each query tile is read.
 template <typename Scalar>
 void linformer_attend(const Eigen::Ref<const Matrix<Scalar>>& q, const Matrix<Scalar>& kp, const Matrix<Scalar>& vp,
-                      const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+                      const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out, InputScan* scan = nullptr) {
     constexpr Index query_tile = 128;
     constexpr Index max_key_tile = 512;
     dense_online_attention<Scalar>(q, kp, vp, resolve_scale<Scalar>(o, q.cols()), MaskSpec{}, query_tile,
-                                   std::min(max_key_tile, kp.rows()), out);
+                                   std::min(max_key_tile, kp.rows()), out, scan, ScanInputs::queries);
 }
 
 /// max|E| and max|F|: known when a LinformerProjection computed them as it was made, else
@@ -298,15 +314,6 @@ long double check_projection_finite(const char* fn, Index n_k, const Magnitudes&
                       " (n_k = ", n_k, ", max|k| = ", sci(mag.k), ", max|v| = ", sci(mag.v), ", max|E| = ", sci(pm.e),
                       ", max|F| = ", sci(pm.f), "); rescale k, v or the projections, or use double");
     return max_kp;
-}
-
-/// The check between the projection and the attention (with check_finite on): E K and F V must
-/// not have overflowed, and the logits s·q·(E K) must fit the Scalar type.
-template <typename Scalar>
-void check_projection(const char* fn, const AttentionOptions& o, Index n_k, const Magnitudes& mag,
-                      const ProjectionMagnitudes& pm, Index d, const Matrix<Scalar>& kp, const Matrix<Scalar>& vp) {
-    const long double max_kp = check_projection_finite<Scalar>(fn, n_k, mag, pm, kp, vp);
-    check_logit_range<Scalar>(fn, resolve_scale_double(o, d), d, mag.q, max_kp, "q", "E K");
 }
 
 inline void check_linformer_options(const char* fn, const AttentionOptions& o, Index n_k) {
@@ -359,31 +366,6 @@ void check_linformer_projection(const char* fn, const Eigen::MatrixBase<DQ>& q, 
     check_linformer_options(fn, o, k.rows());
 }
 
-/// The entry skeleton of Linformer: the input scan of Q, K, V (and of raw E, F), the projection,
-/// check_projection, the attention, and the result check. `pm` is unknown for raw E, F, which are
-/// then scanned for NaN/Inf and their magnitudes (k x n_k, as many reads as the projection itself).
-template <typename Scalar>
-void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
-                       const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
-                       const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
-                       ProjectionMagnitudes pm, const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
-    const double r = double(e.rows());
-    const SerialScope serial(run_serially(2.0 * r * double(k.rows() + q.rows()) * double(q.cols() + v.cols())));
-    const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
-    if (!pm.known && o.check_finite) {
-        if (!finite_max_abs(e, pm.e)) check_finite(fn, "e", e);
-        if (f.data() == e.data())
-            pm.f = pm.e;
-        else if (!finite_max_abs(f, pm.f))
-            check_finite(fn, "f", f);
-    }
-    Matrix<Scalar> kp, vp;
-    linformer_project<Scalar>(e, f, k, v, o.key_padding_mask, kp, vp);
-    if (mag.scanned) check_projection<Scalar>(fn, o, k.rows(), mag, pm, q.cols(), kp, vp);
-    linformer_attend<Scalar>(q, kp, vp, o, out);
-    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(pm.e) + ", max|F| = " + sci(pm.f));
-}
-
 /// The magnitudes a LinformerProjection computed when it was made.
 template <typename Scalar>
 ProjectionMagnitudes magnitudes_of(const LinformerProjection<Scalar>& p) {
@@ -405,8 +387,75 @@ struct LinformerKeys {
     Index n_k = 0, d = 0;
 };
 
+/// The projection with its checks (check_finite on): K and V are scanned as the projection reads
+/// them (linformer_project), a non-finite one is reported here, before the attention (after q
+/// when q is given, in check_inputs' order q, k, v: this rare path scans Q in full), and then
+/// an E K or F V that overflowed.
+template <typename Scalar>
+void linformer_project_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>* q,
+                               const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                               const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
+                               const ProjectionMagnitudes& pm, const AttentionOptions& o, LinformerKeys<Scalar>& keys) {
+    keys.pm = pm;
+    keys.n_k = k.rows();
+    keys.d = k.cols();
+    keys.mag = Magnitudes{};
+    InputScan scan;
+    linformer_project<Scalar>(e, f, k, v, o.key_padding_mask, keys.kp, keys.vp, o.check_finite ? &scan : nullptr);
+    if (!o.check_finite) return;
+    if (!scan.k_ok || !scan.v_ok) {
+        if (q != nullptr) check_finite(fn, "q", *q);
+        if (!scan.k_ok) check_finite(fn, "k", k);
+        if (!scan.v_ok) check_finite(fn, "v", v);
+    }
+    keys.mag.scanned = true;
+    keys.mag.k = scan.k;
+    keys.mag.v = scan.v;
+    keys.max_kp = check_projection_finite<Scalar>(fn, keys.n_k, keys.mag, keys.pm, keys.kp, keys.vp);
+}
+
+/// The attention with its checks: Q is scanned as the attention reads it (when the keys were
+/// scanned), then a non-finite Q, the logit bound s·d·max|q|·max|E K| and an overflowed result
+/// are reported, after the work.
+template <typename Scalar>
+void linformer_attend_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
+                              const LinformerKeys<Scalar>& keys, const AttentionOptions& o,
+                              Eigen::Ref<Matrix<Scalar>> out) {
+    InputScan scan;
+    linformer_attend<Scalar>(q, keys.kp, keys.vp, o, out, keys.mag.scanned ? &scan : nullptr);
+    Magnitudes mag = keys.mag;
+    if (mag.scanned) {
+        if (!scan.q_ok) check_finite(fn, "q", q);
+        mag.q = scan.q;
+        check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, keys.max_kp, "q", "E K");
+    }
+    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(keys.pm.e) + ", max|F| = " + sci(keys.pm.f));
+}
+
+/// The entry skeleton of Linformer: the scan of raw E, F (k x n_k, as many reads as the
+/// projection itself; a LinformerProjection knows its magnitudes, `pm`), the projection and the
+/// attention with their checks (the input scan of Q, K, V fused into their reads).
+template <typename Scalar>
+void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
+                       const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                       const Eigen::Ref<const Matrix<Scalar>>& e, const Eigen::Ref<const Matrix<Scalar>>& f,
+                       ProjectionMagnitudes pm, const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
+    const double r = double(e.rows());
+    const SerialScope serial(run_serially(2.0 * r * double(k.rows() + q.rows()) * double(q.cols() + v.cols())));
+    if (!pm.known && o.check_finite) {
+        if (!finite_max_abs(e, pm.e)) check_finite(fn, "e", e);
+        if (f.data() == e.data())
+            pm.f = pm.e;
+        else if (!finite_max_abs(f, pm.f))
+            check_finite(fn, "f", f);
+    }
+    LinformerKeys<Scalar> keys;
+    linformer_project_checked<Scalar>(fn, &q, k, v, e, f, pm, o, keys);
+    linformer_attend_checked<Scalar>(fn, q, keys, o, out);
+}
+
 /// The key half of linformer_checked with a LinformerProjection: checks the sizes and options
-/// against the projection, scans K and V, projects, and checks E K, F V for overflow.
+/// against the projection, projects with the scan of K and V, and checks E K, F V for overflow.
 template <typename Scalar>
 void linformer_prepare_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& k,
                             const Eigen::Ref<const Matrix<Scalar>>& v, const LinformerProjection<Scalar>& p,
@@ -421,17 +470,12 @@ void linformer_prepare_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar
         throw_invalid(fn, ": there are n_k = k.rows() = ", n_k, " keys but the projection covers at most n_max = ",
                       p.max_length(), " (projection.max_length()); draw one with n_max >= n_k");
     check_linformer_options(fn, o, n_k);
-    const Matrix<Scalar> no_queries(0, k.cols());
-    keys.mag = check_finite_qkv<Scalar>(fn, o, no_queries, k, v);
-    keys.pm = magnitudes_of(p);
-    keys.n_k = n_k;
-    keys.d = k.cols();
-    linformer_project<Scalar>(p.e().leftCols(n_k), p.f().leftCols(n_k), k, v, o.key_padding_mask, keys.kp, keys.vp);
-    if (keys.mag.scanned) keys.max_kp = check_projection_finite<Scalar>(fn, n_k, keys.mag, keys.pm, keys.kp, keys.vp);
+    linformer_project_checked<Scalar>(fn, nullptr, k, v, p.e().leftCols(n_k), p.f().leftCols(n_k), magnitudes_of(p),
+                                      o, keys);
 }
 
-/// The query half: scans Q, checks the logit bound against max|E K|, attends and checks the
-/// result. With linformer_prepare_keys, the same values (bit for bit) as linformer_checked.
+/// The query half: checks the shapes against the keys, then linformer_attend_checked. With
+/// linformer_prepare_keys, the same values (bit for bit) as linformer_checked.
 template <typename Scalar>
 void linformer_attend_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q, const LinformerKeys<Scalar>& keys,
                            const AttentionOptions& o, Eigen::Ref<Matrix<Scalar>> out) {
@@ -441,15 +485,7 @@ void linformer_attend_keys(const char* fn, const Eigen::Ref<const Matrix<Scalar>
     if (out.rows() != q.rows() || out.cols() != keys.vp.cols())
         throw_invalid(fn, ": out is ", shape_of(out), " but must be n_q x d_v = ", q.rows(), "x", keys.vp.cols());
     check_no_overlap(fn, out, "q", q);
-    Magnitudes mag = keys.mag;
-    if (mag.scanned) {
-        long double max_q = 0;
-        if (!finite_max_abs(q, max_q)) check_finite(fn, "q", q);
-        mag.q = max_q;
-        check_logit_range<Scalar>(fn, resolve_scale_double(o, q.cols()), q.cols(), mag.q, keys.max_kp, "q", "E K");
-    }
-    linformer_attend<Scalar>(q, keys.kp, keys.vp, o, out);
-    check_result<Scalar>(fn, mag, out, ", max|E| = " + sci(keys.pm.e) + ", max|F| = " + sci(keys.pm.f));
+    linformer_attend_checked<Scalar>(fn, q, keys, o, out);
 }
 
 }  // namespace detail

@@ -335,20 +335,18 @@ inline void check_multi_head(const char* fn, const ViewShape& q, const ViewShape
 }
 
 /// dst (column-major, outer stride ld) = the rows x cols matrix at src with row stride
-/// src_stride and unit column stride; if max_abs is given, *max_abs = max(*max_abs, max |x|) over
-/// it. Blocks of P x P (P = Eigen's packet size for Scalar) are transposed in registers by
+/// src_stride and unit column stride. Blocks of P x P (P = Eigen's packet size for Scalar) are transposed in registers by
 /// Eigen's ptranspose (what its GEMM packing uses): a K or V tile of a token-major cache is
 /// gathered at about the speed of a copy (the scalar loop took 1.4x one). The edges go one by one.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-// g++ 12 with AVX-512: the _mm512_undefined_* intrinsics behind ptranspose, pmax and predux_max
+// g++ 12 with AVX-512: the _mm512_undefined_* intrinsics behind ptranspose
 // raise false -Wuninitialized / -Wmaybe-uninitialized reports at these lines.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 template <typename Scalar>
-void transpose_rows(const Scalar* src, Index src_stride, Index rows, Index cols, Scalar* dst, Index ld,
-                    double* max_abs) {
+void transpose_rows(const Scalar* src, Index src_stride, Index rows, Index cols, Scalar* dst, Index ld) {
     namespace ei = Eigen::internal;
     using Packet = typename ei::packet_traits<Scalar>::type;
     constexpr int P = ei::packet_traits<Scalar>::size;
@@ -360,48 +358,34 @@ void transpose_rows(const Scalar* src, Index src_stride, Index rows, Index cols,
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
-    Packet pmax = ei::pset1<Packet>(Scalar(0));
-    Scalar smax = 0;
     Index n0 = 0;
     for (; n0 + P <= rows; n0 += P) {
         Index c0 = 0;
         for (; c0 + P <= cols; c0 += P) {
             Block b;
             for (int r = 0; r < P; ++r) b.packet[r] = ei::ploadu<Packet>(src + (n0 + r) * src_stride + c0);
-            if (max_abs != nullptr)
-                for (int r = 0; r < P; ++r) pmax = ei::pmax(pmax, ei::pabs(b.packet[r]));
             ei::ptranspose(b);
             for (int r = 0; r < P; ++r) ei::pstoreu(dst + (c0 + r) * ld + n0, b.packet[r]);
         }
         for (; c0 < cols; ++c0)
-            for (Index n = n0; n < n0 + P; ++n) {
-                dst[c0 * ld + n] = src[n * src_stride + c0];
-                if (max_abs != nullptr) smax = std::max(smax, std::abs(dst[c0 * ld + n]));
-            }
+            for (Index n = n0; n < n0 + P; ++n) dst[c0 * ld + n] = src[n * src_stride + c0];
     }
     for (; n0 < rows; ++n0)
-        for (Index c = 0; c < cols; ++c) {
-            dst[c * ld + n0] = src[n0 * src_stride + c];
-            if (max_abs != nullptr) smax = std::max(smax, std::abs(dst[c * ld + n0]));
-        }
-    if (max_abs != nullptr)
-        *max_abs = std::max({*max_abs, static_cast<double>(ei::predux_max(pmax)), static_cast<double>(smax)});
+        for (Index c = 0; c < cols; ++c) dst[c * ld + n0] = src[n0 * src_stride + c];
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
 
 /// Copies rows [first, first + rows) of the (b, h) slice of x into the column-major rows x D
-/// matrix at dst with outer stride ld >= rows (and raises *max_abs to max |x| over them, if
-/// given). Token-major slices (unit stride along D) go through transpose_rows; any other
+/// matrix at dst with outer stride ld >= rows. Token-major slices (unit stride along D) go through transpose_rows; any other
 /// strides by blocks of 32 rows, so that each destination column gets whole cache lines while
 /// the 32 source rows stay in L1.
 template <typename Scalar>
-void gather_rows(const HeadsView<const Scalar>& x, Index b, Index h, Index first, Index rows, Scalar* dst, Index ld,
-                 double* max_abs = nullptr) {
+void gather_rows(const HeadsView<const Scalar>& x, Index b, Index h, Index first, Index rows, Scalar* dst, Index ld) {
     const Scalar* base = x.data + b * x.stride_batch + h * x.stride_head + first * x.stride_token;
     if (x.stride_dim == 1) {
-        transpose_rows(base, x.stride_token, rows, x.dim, dst, ld, max_abs);
+        transpose_rows(base, x.stride_token, rows, x.dim, dst, ld);
         return;
     }
     constexpr Index block = 32;
@@ -413,11 +397,6 @@ void gather_rows(const HeadsView<const Scalar>& x, Index b, Index h, Index first
             for (Index n = n0; n < n1; ++n) col[n] = src[n * x.stride_token];
         }
     }
-    if (max_abs != nullptr && rows > 0)
-        *max_abs = std::max(*max_abs, static_cast<double>(Eigen::Map<const Matrix<Scalar>, 0, Eigen::OuterStride<>>(
-                                                              dst, rows, x.dim, Eigen::OuterStride<>(ld))
-                                                              .cwiseAbs()
-                                                              .maxCoeff()));
 }
 
 /// Copies rows [0, rows) of the (b, h) slice of x into the column-major rows x D matrix dst
@@ -436,7 +415,7 @@ void scatter_slice(const Scalar* src, Index rows, const HeadsView<Scalar>& out, 
     Scalar* base = out.data + b * out.stride_batch + h * out.stride_head;
     Index n_first = 0;  // rows from here on are written below
     if (out.stride_dim == 1 && rows > 0) {
-        transpose_rows<Scalar>(src, rows, out.dim, rows, base, out.stride_token, nullptr);
+        transpose_rows<Scalar>(src, rows, out.dim, rows, base, out.stride_token);
         n_first = rows;
     }
     for (Index n0 = n_first; n0 < out.tokens; n0 += block) {
@@ -551,11 +530,11 @@ struct HeadScratch {
 /// round the same for any outer stride); the result is bit-identical to the loop of
 /// exact_attention calls, for any thread count.
 ///
-/// With check_finite on, the input checks are fused as in exact_fused_checked: max |q| and Q's
-/// finiteness per item, max |k| per tile, NaN/Inf of K and V from the scores and the
-/// accumulators. An item is clean when all of that passed, its logits fit and its result is
-/// finite; an item that is not clean is left to the caller, which recomputes it through the
-/// general path (the single-head call, which then throws its error or returns its values).
+/// With check_finite on, the input checks are fused as in exact_fused_checked: Q's finiteness
+/// per item, NaN/Inf of K and V from the scores and the accumulators, no magnitudes. An item is
+/// clean when all of that passed and its result is finite; an item that is not clean is left to
+/// the caller, which recomputes it through the general path (the single-head call, which then
+/// throws its error or returns its values).
 ///
 /// Memory: per call, the partial results of items whose keys are split into parts (8 key tiles
 /// or more: at most 8 parts of L_q x (D_v + 2) per item); per thread, one key tile of K and V, one
@@ -572,7 +551,6 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
     const Index n_items = batch * h_q;
     const bool scan = eo.check_finite;
     const Scalar scale = resolve_scale<Scalar>(eo, d);
-    const double scale_d = resolve_scale_double(eo, d);
 
     // Per sequence, what dense_online_attention would use for the cut sequence (L_q, L_k).
     struct Sequence {
@@ -630,7 +608,6 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
         if (parts > 1) n_slots += parts;
     }
     Matrix<Scalar> part_acc(bq_max * n_slots, dv), part_ml(bq_max * n_slots, 2);
-    std::vector<double> q_max(static_cast<std::size_t>(n_items), 0.0), k_max(static_cast<std::size_t>(n_units), 0.0);
     std::vector<char> q_ok(static_cast<std::size_t>(n_items), 1), redo(static_cast<std::size_t>(n_items), 0);
     std::vector<char> kv_ok(static_cast<std::size_t>(n_units * group), 1);
 
@@ -650,11 +627,10 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
         for (Index g = 0; g < group; ++g) t.ws.emplace_back(bq_max, bk_max, d, dv);
     }
     // Item i's result in og (L_q x D_v, column-major) -> out, if its checks pass (else redo).
-    const auto finish_item = [&](Index i, ThreadScratch& t, double max_k, bool kv_clean) {
+    const auto finish_item = [&](Index i, ThreadScratch& t, bool kv_clean) {
         const Index b = i / h_q, h = i % h_q, lq = seqs[static_cast<std::size_t>(b)].lq;
         const MapC oi(t.og.data(), lq, dv);
-        if (scan && !(q_ok[static_cast<std::size_t>(i)] != 0 && kv_clean &&
-                      logits_fit<Scalar>(scale_d, d, q_max[static_cast<std::size_t>(i)], max_k) && all_finite_block(oi))) {
+        if (scan && !(q_ok[static_cast<std::size_t>(i)] != 0 && kv_clean && block_finite(oi))) {
             redo[static_cast<std::size_t>(i)] = 1;
             return;
         }
@@ -676,38 +652,34 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     const Index i = item0 + g;
                     gather_slice<Scalar>(q, un.b, i % h_q, lq, t.qg.data());
                     const MapC qi(t.qg.data(), lq, d);
-                    if (scan && un.part == 0) {  // one unit per item scans its queries
-                        q_ok[static_cast<std::size_t>(i)] = all_finite_block(qi) ? 1 : 0;
-                        max_abs_block(qi, q_max[static_cast<std::size_t>(i)]);
-                    }
+                    if (scan && un.part == 0)  // one unit per item scans its queries
+                        q_ok[static_cast<std::size_t>(i)] = block_finite(qi) ? 1 : 0;
                     OnlineWorkspace<Scalar>& ws = t.ws[static_cast<std::size_t>(g)];
                     ws.layout(lq, sq.tiles.bk);  // as the single-head call's workspace
                     ws.scan_keys = scan;
-                    ws.keys = KeyScan{};
+                    ws.scan = InputScan{};
                     online_begin<Scalar>(qi, scale, 0, lq, ws);
                 }
-                double max_k = 0;
                 const Index t0 = sq.count * un.part / sq.parts, t1 = sq.count * (un.part + 1) / sq.parts;
                 for (Index tile = t0; tile < t1; ++tile) {
                     const KeyRange kr = sq.tiles.range(0, tile);
                     const Index j0 = kr.begin, bk = kr.end - kr.begin;
                     if (bk <= 0) continue;
-                    gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max, scan ? &max_k : nullptr);
+                    gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max);
                     gather_rows<Scalar>(v, un.b, un.hk, j0, bk, t.vt.data(), bk_max);
                     const TileMap<Scalar> kt(t.kt.data(), bk, d, Eigen::OuterStride<>(bk_max));
                     const TileMap<Scalar> vt(t.vt.data(), bk, dv, Eigen::OuterStride<>(bk_max));
                     for (Index g = 0; g < group; ++g)
                         online_step<Scalar>(kt, vt, sq.mask, 0, lq, j0, t.ws[static_cast<std::size_t>(g)], false);
                 }
-                k_max[static_cast<std::size_t>(u)] = max_k;
                 for (Index g = 0; g < group; ++g) {
                     OnlineWorkspace<Scalar>& ws = t.ws[static_cast<std::size_t>(g)];
                     const Index i = item0 + g;
                     online_end<Scalar>(lq, ws);
-                    const bool clean = ws.keys.ok_k && ws.keys.ok_v;
+                    const bool clean = ws.scan.k_ok && ws.scan.v_ok;
                     if (sq.parts == 1) {  // the item is done: check it and write it out
                         finish_rows(ws, lq, MapM(t.og.data(), lq, dv));
-                        finish_item(i, t, max_k, clean);
+                        finish_item(i, t, clean);
                     } else {
                         kv_ok[static_cast<std::size_t>(u * group + g)] = clean ? 1 : 0;
                         store_part(ws, lq, bq_max, first_slot[static_cast<std::size_t>(i)] + un.part, part_acc, part_ml);
@@ -730,13 +702,9 @@ ATTNX_OMP(for schedule(static) nowait)
                 merge_parts(part_acc, part_ml, first_slot[static_cast<std::size_t>(i)], sq.parts, bq_max, sq.lq,
                             MapM(t.og.data(), sq.lq, dv));
                 const Index u0 = first_unit[static_cast<std::size_t>(b * h_kv + h / group)], g = h % group;
-                double max_k = 0;
                 bool clean = true;
-                for (Index u = u0; u < u0 + sq.parts; ++u) {
-                    max_k = std::max(max_k, k_max[static_cast<std::size_t>(u)]);
-                    clean = clean && kv_ok[static_cast<std::size_t>(u * group + g)] != 0;
-                }
-                finish_item(i, t, max_k, clean);
+                for (Index u = u0; u < u0 + sq.parts; ++u) clean = clean && kv_ok[static_cast<std::size_t>(u * group + g)] != 0;
+                finish_item(i, t, clean);
             });
         }
     });

@@ -43,11 +43,15 @@
 ///    always evaluated; m > n is an error;
 ///  - causal attention is not defined for landmark averages and is rejected.
 ///
-/// Overflow (with check_finite on): the landmark means are bounded by max|q| and max|k|, so
-/// logits that could overflow the Scalar type (s·d·max|q|·max|k| > max/16) throw
-/// attnx::invalid_argument before any work, as do conv_kernel weights outside its range. Z can
-/// amplify (A nearly singular) and huge V rows can overflow their sums: an output that is not
-/// finite throws after the work (core.hpp), and the report is then not written.
+/// Checks (with check_finite on): Q, K and V are scanned for NaN/Inf and their magnitudes as the
+/// kernel reads them (B V visits every key and value tile, F Y every query tile, padded rows
+/// included), not in a pass of their own; the errors are thrown after the work (core.hpp), and
+/// an `out` buffer passed in may have been written by then. Overflow: the landmark means are
+/// bounded by max|q| and max|k|, so logits that could overflow the Scalar type
+/// (s·d·max|q|·max|k| > max/16) throw attnx::invalid_argument (after the work, as the scan);
+/// conv_kernel weights outside its range throw before it. Z can amplify (A nearly singular) and
+/// huge V rows can overflow their sums: an output that is not finite throws after the work, and
+/// the report is then not written.
 #ifndef ATTNX_NYSTROM_HPP
 #define ATTNX_NYSTROM_HPP
 
@@ -182,7 +186,7 @@ ATTNX_OMP(parallel for schedule(static) if (n_chunks > 1 && !machine_busy()))
 template <typename Scalar>
 void nystrom_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                   const Eigen::Ref<const Matrix<Scalar>>& v, const NystromOptions& o, Eigen::Ref<Matrix<Scalar>> out,
-                  NystromReport* report) {
+                  NystromReport* report, InputScan* scan = nullptr) {
     constexpr Index tile = 128;
     const Index m = o.num_landmarks, dv = v.cols();
     const Scalar s = resolve_scale<Scalar>(o, q.cols());
@@ -200,7 +204,9 @@ void nystrom_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<co
         a_t *= s;
         softmax_columns<Scalar>(a_t);
         a = a_t.transpose();
-        if (o.pinv == PinvMethod::Exact)
+        if (!block_finite(a))
+            z = a;  // non-finite inputs (reported after the work by the fused scan): nothing to invert
+        else if (o.pinv == PinvMethod::Exact)
             z = exact_pinv(a);
         else
             z = iterative_pinv(a, o.pinv_iterations);
@@ -210,12 +216,14 @@ void nystrom_impl(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<co
     MaskSpec key_mask;
     if (!o.key_padding_mask.empty()) key_mask.key_padding = &o.key_padding_mask;
     Matrix<Scalar> w(m, dv);
-    dense_online_attention<Scalar>(q_l, k, v, s, key_mask, tile, tile, w);
+    // With `scan`, this pass over every key tile (padded ones too) also scans K and V.
+    dense_online_attention<Scalar>(q_l, k, v, s, key_mask, tile, tile, w, scan, ScanInputs::keys);
     Matrix<Scalar> y(m, dv);
     with_serial_products([&] { y.noalias() = z * w; });
 
-    // out = F Y = softmax(s Q K̃ᵀ) Y, produced and consumed in row tiles.
-    dense_online_attention<Scalar>(q, k_l, y, s, MaskSpec{}, tile, m, out);
+    // out = F Y = softmax(s Q K̃ᵀ) Y, produced and consumed in row tiles (every row of Q, padded
+    // ones too: with `scan`, this pass scans Q).
+    dense_online_attention<Scalar>(q, k_l, y, s, MaskSpec{}, tile, m, out, scan, ScanInputs::queries);
 
     if (!o.conv_kernel.empty()) add_conv_skip<Scalar>(v, o.conv_kernel, o.key_padding_mask, out);
     if (!o.query_padding_mask.empty())
@@ -250,8 +258,7 @@ void nystrom_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
     const double m = double(o.num_landmarks);
     const SerialScope serial(
         run_serially(2.0 * double(q.rows() + k.rows()) * m * double(q.cols() + v.cols()) + 48.0 * m * m * m));
-    const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
-    if (mag.scanned)
+    if (o.check_finite)
         for (std::size_t t = 0; t < o.conv_kernel.size(); ++t)
             if (!(std::abs(o.conv_kernel[t]) <= overflow_limit<Scalar>()))
                 throw_invalid(fn, ": conv_kernel[", t, "] = ", o.conv_kernel[t], " exceeds the range of ",
@@ -259,12 +266,19 @@ void nystrom_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q,
     NystromReport r;
     if (count_unpadded(o.key_padding_mask, k.rows()) == 0) {
         // No query sees any key: zero rows, as in every mechanism (the landmarks and A do not
-        // exist, so the report stays empty). The conv skip of padded values is zero too.
+        // exist, so the report stays empty). The conv skip of padded values is zero too. No
+        // kernel reads the inputs, so they get the scan of their own here.
+        check_inputs<Scalar>(fn, o, q, k, v);
         out.setZero();
         if (report != nullptr) *report = r;
         return;
     }
-    nystrom_impl<Scalar>(q, k, v, o, out, report != nullptr ? &r : nullptr);
+    // The input scan is fused into the kernel's two passes over the inputs (B V reads every key
+    // and value tile, F Y every query tile), and its errors are thrown after the work.
+    InputScan scan;
+    nystrom_impl<Scalar>(q, k, v, o, out, report != nullptr ? &r : nullptr, o.check_finite ? &scan : nullptr);
+    Magnitudes mag;
+    if (o.check_finite) mag = report_scan<Scalar>(fn, o, scan, q, k, v);
     check_result<Scalar>(fn, mag, out);
     if (report != nullptr) *report = r;
 }

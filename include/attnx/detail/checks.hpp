@@ -198,6 +198,49 @@ ATTNX_OMP(parallel for schedule(static) reduction(&& : ok) reduction(max : best)
     return ok;
 }
 
+/// True if every entry of a (small) block is finite: the x * 0 sum is NaN otherwise. The serial,
+/// whole-block form of all_finite, for a block inside a kernel's parallel region.
+template <typename Block>
+bool block_finite(const Block& b) {
+    using Scalar = typename Block::Scalar;
+    return b.size() == 0 || (b.array() * Scalar(0)).sum() == Scalar(0);
+}
+
+/// Raises best to max |x| over a whole block (one vectorised reduction; Eigen accumulates
+/// packets across the columns and reduces once).
+template <typename Block>
+void max_abs_block(const Block& b, double& best) {
+    if (b.size() > 0) best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
+}
+
+/// Folds a block into (best, ok): max |x| and whether all are finite. Two reductions over the
+/// whole block (not per column: the kernels' blocks are 64 to 512 rows, where a reduction per
+/// column costs more than its arithmetic).
+template <typename Block>
+void scan_block(const Block& b, double& best, bool& ok) {
+    max_abs_block(b, best);
+    ok = ok && block_finite(b);
+}
+
+/// What an input scan fused into a kernel found: max |x| of Q, K and V over the entries it read,
+/// and whether they were all finite (a kernel may learn finiteness from its own products instead
+/// of the entries: online_softmax.hpp). The kernels scan each block while it is in cache, instead
+/// of a pass over all of Q, K and V before the work (report_scan turns the result into the
+/// errors of that pass). Threads scan into their own InputScan; merge is order-independent.
+struct InputScan {
+    double q = 0, k = 0, v = 0;
+    bool q_ok = true, k_ok = true, v_ok = true;
+
+    void merge(const InputScan& o) {
+        q = std::max(q, o.q);
+        k = std::max(k, o.k);
+        v = std::max(v, o.v);
+        q_ok = q_ok && o.q_ok;
+        k_ok = k_ok && o.k_ok;
+        v_ok = v_ok && o.v_ok;
+    }
+};
+
 /// Largest |entry| of Q, K, V as found by the input scan. scanned = false when
 /// options.check_finite is off (then nothing was scanned and nothing is checked afterwards).
 struct Magnitudes {
@@ -283,23 +326,51 @@ long double max_abs_unpadded(const Eigen::Ref<const Matrix<Scalar>>& x, const st
     return mx;
 }
 
-/// check_finite_qkv, then check_logit_range on max|q| and max|k|: the input checks of a
-/// mechanism whose logits are s·q·k. Returns the magnitudes for check_result.
-/// Padded keys and values must be finite (0·NaN would still be NaN) but never enter a logit or
-/// a weighted sum (every mechanism masks them, or zeroes them before a projection), so when the
-/// bound fails and there is a key padding mask, max|k| and max|v| are taken again over the
-/// unpadded rows only (a second O(n·d) pass, on that rare path alone).
+/// check_logit_range on max|q| and max|k| of scanned inputs (mag.scanned), for a mechanism whose
+/// logits are s·q·k. Padded keys and values must be finite (0·NaN would still be NaN) but never
+/// enter a logit or a weighted sum (every mechanism masks them, or zeroes them before a
+/// projection), so when the bound fails and there is a key padding mask, max|k| and max|v| are
+/// taken again over the unpadded rows only (a second O(n·d) pass, on that rare path alone).
 template <typename Scalar>
-Magnitudes check_inputs(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
-                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
-    Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
-    if (!mag.scanned) return mag;
+void check_input_logits(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
+                        Magnitudes& mag) {
     const double s = resolve_scale_double(o, q.cols());
     if (!o.key_padding_mask.empty() && !logits_fit<Scalar>(s, q.cols(), mag.q, mag.k)) {
         mag.k = max_abs_unpadded<Scalar>(k, o.key_padding_mask);
         mag.v = max_abs_unpadded<Scalar>(v, o.key_padding_mask);
     }
     check_logit_range<Scalar>(fn, s, q.cols(), mag.q, mag.k);
+}
+
+/// check_finite_qkv, then check_input_logits: the input checks of a mechanism whose logits are
+/// s·q·k, as a pass of their own before the work. Returns the magnitudes for check_result.
+template <typename Scalar>
+Magnitudes check_inputs(const char* fn, const AttentionOptions& o, const Eigen::Ref<const Matrix<Scalar>>& q,
+                        const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v) {
+    Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+    if (mag.scanned) check_input_logits<Scalar>(fn, o, q, k, v, mag);
+    return mag;
+}
+
+/// After a kernel whose input scan was fused (InputScan, with check_finite on): the errors
+/// check_inputs would have thrown before the work, in its order (q, k, v, then the logit bound
+/// when `logits`), with the same messages (check_finite rescans an input the scan flagged, to
+/// name the entry; a flag raised by an overflowed product finds the input finite and falls
+/// through to the bound). Returns the magnitudes for check_result.
+template <typename Scalar>
+Magnitudes report_scan(const char* fn, const AttentionOptions& o, const InputScan& in,
+                       const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                       const Eigen::Ref<const Matrix<Scalar>>& v, bool logits = true) {
+    if (!in.q_ok) check_finite(fn, "q", q);
+    if (!in.k_ok) check_finite(fn, "k", k);
+    if (!in.v_ok) check_finite(fn, "v", v);
+    Magnitudes mag;
+    mag.scanned = true;
+    mag.q = in.q;
+    mag.k = in.k;
+    mag.v = in.v;
+    if (logits) check_input_logits<Scalar>(fn, o, q, k, v, mag);
     return mag;
 }
 

@@ -75,41 +75,19 @@ inline bool tile_needs_mask(const MaskSpec& mask, Index i0, Index j1) {
     return mask.causal && j1 - 1 > mask.position(i0) + mask.causal_offset;  // positions ascend
 }
 
-/// The input scan fused into the kernel's pass over the keys (exact attention with few queries,
-/// see exact.hpp): max |k|, max |v| over the key tiles the kernel visited, and whether they were
-/// all finite. The maxima are read while each tile is in cache. Finiteness costs no read of K
-/// or V at all: a NaN or ±Inf in a key row makes that row's scores (K_tile · qsᵀ, checked
-/// before the mask, with qs finite) NaN or infinite, and one in a value row makes the
-/// accumulator (Pᵀ V_tile, every visited row weighted by a finite p ≥ 0, and 0 · Inf = NaN)
-/// NaN or infinite. A product that overflows from finite inputs is flagged too; the caller then
-/// rescans the input, finds it finite, and the logit and result checks report the overflow.
-struct KeyScan {
-    double max_k = 0, max_v = 0;
-    bool ok_k = true, ok_v = true;
-
-    void merge(const KeyScan& o) {
-        max_k = std::max(max_k, o.max_k);
-        max_v = std::max(max_v, o.max_v);
-        ok_k = ok_k && o.ok_k;
-        ok_v = ok_v && o.ok_v;
-    }
-};
-
-/// Raises best to max |x| over a whole tile (one vectorised reduction; Eigen accumulates packets
-/// across the columns and reduces once). Meaningful only when the tile is finite, which the
-/// fused scan learns from the products instead (see KeyScan).
-template <typename Block>
-void max_abs_block(const Block& b, double& best) {
-    if (b.size() > 0) best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
-}
-
-/// True if every entry of a (small) block is finite: the x * 0 sum is NaN otherwise. The serial,
-/// whole-block form of all_finite (checks.hpp), for a tile inside a kernel's region.
-template <typename Block>
-bool all_finite_block(const Block& b) {
-    using Scalar = typename Block::Scalar;
-    return b.size() == 0 || (b.array() * Scalar(0)).sum() == Scalar(0);
-}
+/// Which inputs the kernel scans into an InputScan (checks.hpp), the input check fused into its
+/// own reads. Keys: max |k|, max |v| over the key tiles it visits, each read right after the
+/// product that read it (in L1), and their finiteness at no extra read: a NaN or ±Inf in a key
+/// row makes that row's scores (K_tile · qsᵀ, checked before the mask) NaN or infinite, and one
+/// in a value row makes the accumulator (Pᵀ V_tile, every visited row weighted by a finite
+/// p ≥ 0, and 0 · Inf = NaN) NaN or infinite. Queries: max |q| and finiteness of each query
+/// tile, read as it is scaled. A non-finite query makes the scores of every key non-finite too,
+/// and so does a product that overflows from finite inputs: the caller reports q before k
+/// (report_scan) and rescans a flagged input, which it then finds finite, and the logit and
+/// result checks report the overflow. all_finiteness scans every input for NaN/Inf only, with no
+/// max |x| (no read of a tile besides the kernel's own, except the small query tiles): for exact
+/// attention, finite scores and accumulators are all the checks need (exact_fused_checked).
+enum class ScanInputs { keys, queries, all, all_finiteness };
 
 /// Per-thread workspace of the online-softmax kernel, allocated once per call for at most
 /// bq_cap query rows and bk_cap key rows. The tiles are views with leading dimensions ld_q (qs,
@@ -124,8 +102,17 @@ struct OnlineWorkspace {
     Matrix<Scalar> acc_buf;  ///< bq x d_v: unnormalised output
     Vector<Scalar> m, l, alpha;
     Index ld_q = 0, ld_k = 0;
-    bool scan_keys = false;  ///< fuse the input scan of the visited K and V tiles into keys
-    KeyScan keys;
+    bool scan_keys = false;     ///< scan the visited K and V tiles into `scan` (ScanInputs)
+    bool scan_queries = false;  ///< scan the query tiles into `scan`
+    bool scan_max = true;       ///< with the scans: max |x| too, not only NaN/Inf
+
+    /// Sets the scan flags for `sides` (no scan without an InputScan to merge into).
+    void request(const InputScan* into, ScanInputs sides) {
+        scan_keys = into != nullptr && sides != ScanInputs::queries;
+        scan_queries = into != nullptr && sides != ScanInputs::keys;
+        scan_max = sides != ScanInputs::all_finiteness;
+    }
+    InputScan scan;
 
     OnlineWorkspace(Index bq_cap, Index bk_cap, Index d, Index dv)
         : qs_buf(bq_cap, d), st_buf(bk_cap, bq_cap), acc_buf(bq_cap, dv), m(bq_cap), l(bq_cap), alpha(bq_cap),
@@ -146,6 +133,10 @@ template <typename Scalar>
 void online_begin(const Eigen::Ref<const Matrix<Scalar>>& q, Scalar scale, Index i0, Index bq,
                   OnlineWorkspace<Scalar>& ws) {
     ws.qs(bq).noalias() = q.middleRows(i0, bq) * scale;
+    if (ws.scan_queries) {
+        if (ws.scan_max) max_abs_block(q.middleRows(i0, bq), ws.scan.q);
+        ws.scan.q_ok = ws.scan.q_ok && block_finite(q.middleRows(i0, bq));
+    }
     ws.m.head(bq).setConstant(-std::numeric_limits<Scalar>::infinity());
     ws.l.head(bq).setZero();
     ws.acc(bq).setZero();
@@ -166,8 +157,8 @@ TileMap<Scalar> tile_rows(const Eigen::Ref<const Matrix<Scalar>>& x, Index j0, I
 /// One key tile [j0, j0 + kt.rows()) of the online softmax for the bq queries started in ws by
 /// online_begin: kt and vt are that tile's rows of K and V (any outer stride gives the same
 /// bits). The fused scan (ws.scan_keys) learns the finiteness of the key rows from the scores;
-/// with max_tiles it also raises ws.keys.max_k and max_v to max |x| over the tiles, each right
-/// after the product that read it (so while it is in L1).
+/// with max_tiles it also raises ws.scan.k and .v to max |x| over the tiles, each right after
+/// the product that read it (so while it is in L1).
 template <typename Scalar>
 void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const MaskSpec& mask, Index i0, Index bq,
                  Index j0, OnlineWorkspace<Scalar>& ws, bool max_tiles) {
@@ -195,8 +186,8 @@ void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const Mas
         }
     }
     if (ws.scan_keys) {
-        ws.keys.ok_k = ws.keys.ok_k && all_finite_block(st);  // KeyScan: NaN/Inf of the key rows
-        if (max_tiles) max_abs_block(kt, ws.keys.max_k);
+        ws.scan.k_ok = ws.scan.k_ok && block_finite(st);  // ScanInputs: NaN/Inf of the key rows
+        if (max_tiles) max_abs_block(kt, ws.scan.k);
     }
     const bool masked = mask.any() && tile_needs_mask(mask, i0, j0 + bk);
     if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
@@ -219,14 +210,14 @@ void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const Mas
     if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
     if (rescale) acc.array().colwise() *= alpha.array();
     acc.noalias() += st.transpose() * vt;
-    if (ws.scan_keys && max_tiles) max_abs_block(vt, ws.keys.max_v);
+    if (ws.scan_keys && max_tiles) max_abs_block(vt, ws.scan.v);
 }
 
 /// Ends a range of key tiles: the accumulator carries any NaN/Inf of the visited value rows
-/// (KeyScan).
+/// (ScanInputs).
 template <typename Scalar>
 void online_end(Index bq, OnlineWorkspace<Scalar>& ws) {
-    if (ws.scan_keys) ws.keys.ok_v = ws.keys.ok_v && all_finite_block(ws.acc(bq));
+    if (ws.scan_keys) ws.scan.v_ok = ws.scan.v_ok && block_finite(ws.acc(bq));
 }
 
 /// Runs the key ranges [t_begin, t_end) of query tile [i0, i0 + bq) into ws.m, ws.l, ws.acc
@@ -241,7 +232,8 @@ void online_tile(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<con
         const KeyRange kr = tiles.range(qt, t);
         const Index j0 = kr.begin, bk = kr.end - kr.begin;
         if (bk <= 0) continue;
-        online_step<Scalar>(tile_rows<Scalar>(k, j0, bk), tile_rows<Scalar>(v, j0, bk), mask, i0, bq, j0, ws, true);
+        online_step<Scalar>(tile_rows<Scalar>(k, j0, bk), tile_rows<Scalar>(v, j0, bk), mask, i0, bq, j0, ws,
+                            ws.scan_max);
     }
     online_end<Scalar>(bq, ws);
 }
@@ -304,13 +296,14 @@ void finish_rows(OnlineWorkspace<Scalar>& ws, Index bq, Out&& out) {
 ///
 /// KeyTiles provides:  Index count(Index qt) const;  KeyRange range(Index qt, Index t) const;
 /// for query tile qt (rows [qt*bq, min(n_q, (qt+1)*bq))), the t-th key range, t < count(qt).
-/// bk_max bounds the length of every key range. If `scan` is given, every visited K and V tile is
-/// also scanned (KeyScan) and the results of all threads are merged into *scan.
+/// bk_max bounds the length of every key range. If `scan` is given, the inputs `sides` names are
+/// also scanned (ScanInputs: every query tile, every visited K and V tile) and the results of
+/// all threads are merged into *scan.
 template <typename Scalar, typename KeyTiles>
 void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                               const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
                               Index bq, Index bk_max, const KeyTiles& tiles, Eigen::Ref<Matrix<Scalar>> out,
-                              KeyScan* scan = nullptr) {
+                              InputScan* scan = nullptr, ScanInputs sides = ScanInputs::all) {
     const Index n_q = q.rows(), d = q.cols(), dv = v.cols();
     // Workspaces are sized by what the input needs, not by the options (a tile option of
     // 2^40 means one tile, not a 2^40-row allocation).
@@ -344,7 +337,7 @@ void online_softmax_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const E
         // runs its products single-threaded, instead of spawning (and allocating for) its own.
         parallel_region(team, [&] {
             OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
-            ws.scan_keys = scan != nullptr;
+            ws.request(scan, sides);
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index qt = 0; qt < n_qt; ++qt) {
                 errors.run([&] {
@@ -355,7 +348,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
             }
             if (scan != nullptr) {
 ATTNX_OMP(critical(attnx_key_scan))
-                scan->merge(ws.keys);
+                scan->merge(ws.scan);
             }
         });
         errors.rethrow();
@@ -368,7 +361,7 @@ ATTNX_OMP(critical(attnx_key_scan))
     Matrix<Scalar> part_ml(bq * n_items, 2);
     parallel_region(team, [&] {
         OnlineWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
-        ws.scan_keys = scan != nullptr;
+        ws.request(scan, sides);
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index item = 0; item < n_items; ++item) {
             errors.run([&] {
@@ -385,7 +378,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
         }
         if (scan != nullptr) {
 ATTNX_OMP(critical(attnx_key_scan))
-            scan->merge(ws.keys);
+            scan->merge(ws.scan);
         }
         // The merge: a fixed order per row, whichever thread runs it.
 ATTNX_OMP(for schedule(static) nowait)
@@ -424,7 +417,8 @@ struct DenseKeyTiles {
 template <typename Scalar>
 void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
                             const Eigen::Ref<const Matrix<Scalar>>& v, Scalar scale, const MaskSpec& mask,
-                            Index bq, Index bk, Eigen::Ref<Matrix<Scalar>> out, KeyScan* scan = nullptr) {
+                            Index bq, Index bk, Eigen::Ref<Matrix<Scalar>> out, InputScan* scan = nullptr,
+                            ScanInputs sides = ScanInputs::all) {
     bq = std::min(bq, q.rows());  // a tile larger than the input is one tile
     bk = std::min(bk, k.rows());
     DenseKeyTiles tiles;
@@ -435,7 +429,7 @@ void dense_online_attention(const Eigen::Ref<const Matrix<Scalar>>& q, const Eig
     tiles.causal = mask.causal;
     tiles.causal_offset = mask.causal_offset;
     tiles.query_positions = mask.query_positions;
-    online_softmax_attention<Scalar>(q, k, v, scale, mask, bq, std::min(bk, k.rows()), tiles, out, scan);
+    online_softmax_attention<Scalar>(q, k, v, scale, mask, bq, std::min(bk, k.rows()), tiles, out, scan, sides);
 }
 
 /// In place: each column of st becomes softmax of that column; all -inf columns become 0.

@@ -110,6 +110,8 @@ public:
             capture();
         }
     }
+    /// True if a body threw (after the region: rethrow() will throw).
+    bool failed() const { return m_error != nullptr; }
     /// Throws the captured exception, if any; call after the region.
     void rethrow() const {
         if (m_error) std::rethrow_exception(m_error);
