@@ -105,11 +105,12 @@ void run_attention(benchmark::State& state, const Map& map, bool features) {
     o.causal = causal;
     o.chunk = kChunk;
     attnx::Matrix<float> out(n, kD);
-    bench::record_peak_extra(state, [&] { attnx::linear_attention(x.q, x.k, x.v, map, out, o); });
-    const double seconds = bench::timed_loop(state, [&] {
+    const auto call = [&] {
         attnx::linear_attention(x.q, x.k, x.v, map, out, o);
         benchmark::DoNotOptimize(out.data());
-    });
+    };
+    bench::record_peak_extra(state, call);
+    const double seconds = bench::timed_loop(state, call);
     state.SetLabel(causal ? "causal" : "non-causal");
     state.counters["tokens_per_s"] = static_cast<double>(n) / seconds;
     if (features && n <= 4096) {
@@ -123,11 +124,7 @@ void run_attention(benchmark::State& state, const Map& map, bool features) {
         attnx::Matrix<float> loop_out(n, kD);
         for (const bool scalar : {false, true})
             state.counters[scalar ? "speedup_vs_scalar_loop" : "speedup_vs_loop"] = bench::paired_speedup(
-                [&] {
-                    attnx::linear_attention(x.q, x.k, x.v, map, out, o);
-                    benchmark::DoNotOptimize(out.data());
-                },
-                [&] {
+                call, [&] {
                     run_loop(scalar, map, x.q, x.k, x.v, loop_out);
                     benchmark::DoNotOptimize(loop_out.data());
                 });
