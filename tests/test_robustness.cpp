@@ -312,3 +312,42 @@ TYPED_TEST(RobustTyped, NystromIdenticalTokens) {
 }
 
 }  // namespace
+
+// ---- the fused scans keep the order of errors: q, k, v, then a mechanism's own data ----
+
+TEST(ErrorOrder, FusedScansReportQFirstAndNameTheRealCause) {
+    using E = attnx::invalid_argument;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    auto x = random_qkv<float>(4, 600, 8, 4, 21);
+    x.q(0, 0) = nan;
+    const auto q_error = HasSubstr("q (4x8) has a non-finite entry q(0, 0) = nan");
+    // Linformer reads q only in the attention, after the projection: a projection that overflows
+    // (k of 3e38) must not hide the NaN in q.
+    Matrix<float> big_k = x.k;
+    big_k.setConstant(3e38f);
+    const auto proj = attnx::LinformerProjection<float>::gaussian(7, 600, 3);
+    EXPECT_THAT([&] { attnx::linformer_attention(x.q, big_k, x.v, proj); }, ThrowsMessage<E>(q_error));
+    EXPECT_THAT([&] { attnx::linformer_attention(x.q, big_k, x.v, proj.e(), proj.f()); }, ThrowsMessage<E>(q_error));
+    // Raw E and F are scanned before the work, but reported after q, k and v.
+    Matrix<float> bad_e = proj.e();
+    bad_e(0, 0) = nan;
+    EXPECT_THAT([&] { attnx::linformer_attention(x.q, x.k, x.v, bad_e, proj.f()); }, ThrowsMessage<E>(q_error));
+    Matrix<float> good_q = x.q, bad_k = x.k;
+    good_q(0, 0) = 0.5f;
+    bad_k(5, 1) = nan;
+    EXPECT_THAT([&] { attnx::linformer_attention(good_q, bad_k, x.v, bad_e, proj.f()); },
+                ThrowsMessage<E>(HasSubstr("k (600x8) has a non-finite entry k(5, 1) = nan")));
+    EXPECT_THAT([&] { attnx::linformer_attention(good_q, x.k, x.v, bad_e, proj.f()); },
+                ThrowsMessage<E>(HasSubstr("e (7x600) has a non-finite entry e(0, 0) = nan")));
+}
+
+TEST(ErrorOrder, ExactStreamingNamesAnOverflowedSumNotTheBound) {
+    // Every logit is 0 (q and k meet in no column) although the bound s·d·max|q|·max|k| fails;
+    // the sums of V overflow. The streaming kernel saw finite scores: the error is the result's.
+    Matrix<float> q = Matrix<float>::Zero(1, 64), k = Matrix<float>::Zero(4, 64);
+    q(0, 0) = 1e19f;
+    k.col(1).setConstant(1e19f);
+    const Matrix<float> v = Matrix<float>::Constant(4, 2, 3e38f);
+    EXPECT_THAT([&] { attnx::exact_attention(q, k, v); },
+                ThrowsMessage<attnx::invalid_argument>(HasSubstr("the result overflowed float")));
+}

@@ -94,8 +94,8 @@ inline std::vector<Index> visited_block_counts(const BlockLayout& layout, const 
     return counts;
 }
 
-/// True if some query block visits every key block (so that a scan of the visited key tiles
-/// reads every row of K and V). BigBird and Longformer layouts do (the window holds the
+/// True if every key block is visited by at least one query block (so that a scan of the
+/// visited key tiles reads every row of K and V). BigBird and Longformer layouts do (the window holds the
 /// diagonal); a from_block_mask layout may not.
 inline bool visits_every_key_block(const BlockLayout& layout, const std::vector<Index>& counts) {
     std::vector<char> seen(static_cast<std::size_t>(layout.key_blocks()), 0);

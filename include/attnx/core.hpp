@@ -19,12 +19,17 @@
 ///    non-finite input and the logit bound below after it, and an out buffer passed in may have
 ///    been written by then (no value computed from bad inputs is returned). Where no kernel
 ///    reads every input (the materialized exact kernel, a block layout that leaves keys
-///    unread, every key padded), the scan runs before the work (detail::check_inputs);
+///    unread, Nyström with every key padded), the scan runs before the work
+///    (detail::check_inputs), as do the checks of a mechanism's own data (Linformer's raw E and
+///    F, Nyström's conv_kernel);
 ///  - overflow: finite inputs so large that the logits s·q·k could overflow the Scalar type
 ///    (bound s·d·max|q|·max|k| > max/16) are rejected (detail::check_logit_range), from the
-///    magnitudes the input scan found; the rest of the amplification (Nyström's Z, Linformer's
-///    F V, the conv skip, sums of huge V rows) is caught by one scan of the output after the work
-///    (detail::check_result). Either way: attnx::invalid_argument, never a silent NaN;
+///    magnitudes the input scan found. Exact attention's streaming kernel sees its own scores
+///    instead: it scans only for NaN/Inf in the scores and sums it computes, and applies the
+///    bound only to name the cause when a score was not finite. The rest of the amplification
+///    (Nyström's Z, Linformer's F V, the conv skip, sums of huge V rows) is caught by one scan
+///    of the output after the work (detail::check_result). Either way: attnx::invalid_argument,
+///    never a silent NaN;
 ///  - options: a mechanism's knobs live in `XOptions : AttentionOptions`, and every such type
 ///    converts implicitly from AttentionOptions (so a call can pass the common options alone);
 ///    a mechanism's data (a projection, a block layout) is a positional argument.
@@ -70,9 +75,10 @@ struct AttentionOptions {
     /// A query row whose keys are all masked gets a zero output row, never NaN.
     std::vector<bool> key_padding_mask;
     /// Reject Q, K, V holding NaN or Inf, inputs whose logits could overflow the Scalar type
-    /// (both found by an O(n*d) scan fused into the kernel's reads of the inputs, reported after
-    /// the work: see the conventions above), and results that overflowed (an O(n_q*d_v) scan of
-    /// the output after the work). Set false only if the caller has validated its inputs already
+    /// (both found by a scan fused into the kernel's reads of the inputs and reported after the
+    /// work; exact attention's streaming kernel checks its own scores instead: see the
+    /// conventions above), and results that overflowed (an O(n_q*d_v) scan of the output after
+    /// the work). Set false only if the caller has validated its inputs already
     /// (finite, moderate magnitudes): all these scans are then skipped, and non-finite or
     /// huge inputs give unspecified (possibly NaN) output.
     bool check_finite = true;

@@ -105,7 +105,8 @@ void check_exact_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Eige
 /// Finite scores and accumulators also mean that no logit overflowed and that the result is
 /// finite, so the magnitudes are not needed: only when something is not finite do the checks of
 /// the general path run, after the work, and throw its error (same message, same order: q, k,
-/// v, logits, result); `out` may have been written by then. Values computed from bad inputs are
+/// v, logits, result; the logit bound only if a score was not finite); `out` may have been
+/// written by then. Values computed from bad inputs are
 /// never returned. Unlike the general path, finite inputs whose logit bound fails but whose
 /// logits did fit are accepted (the bound is conservative by up to a factor d).
 template <typename Scalar>
@@ -116,6 +117,13 @@ void exact_fused_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>&
     dense_online_attention<Scalar>(q, k, v, resolve_scale<Scalar>(o, q.cols()), make_mask(o, q.rows(), k.rows()),
                                    o.query_tile, o.key_tile, out, &scan, ScanInputs::all_finiteness);
     if (scan.q_ok && scan.k_ok && scan.v_ok && all_finite(out)) return;
+    if (scan.q_ok && scan.k_ok) {
+        // Every score was finite, so Q and K are and the logits fit: only a non-finite V or
+        // sums of V that overflowed are left (the bound, conservative, would misname the latter).
+        const Magnitudes mag = check_finite_qkv<Scalar>(fn, o, q, k, v);
+        check_result<Scalar>(fn, mag, out);
+        return;
+    }
     const Magnitudes mag = check_inputs<Scalar>(fn, o, q, k, v);
     check_result<Scalar>(fn, mag, out);
 }
@@ -160,7 +168,8 @@ Matrix<typename DQ::Scalar> exact_attention(const Eigen::MatrixBase<DQ>& q, cons
 
 /// The n_q x n_k matrix of attention probabilities softmax(s · Q Kᵀ + mask), for analysis
 /// at small n (it is O(n_q · n_k) memory). Fully masked rows are zero. Same checks as
-/// exact_attention (shapes of q and k, options, the input scan and the logit bound).
+/// exact_attention with the materialized kernel (shapes of q and k, options, the input scan and
+/// the logit bound, before the work).
 template <typename DQ, typename DK>
 Matrix<typename DQ::Scalar> attention_matrix(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k,
                                              const AttentionOptions& options = {}) {

@@ -388,9 +388,9 @@ struct LinformerKeys {
 };
 
 /// The projection with its checks (check_finite on): K and V are scanned as the projection reads
-/// them (linformer_project), a non-finite one is reported here, before the attention (after q
-/// when q is given, in check_inputs' order q, k, v: this rare path scans Q in full), and then
-/// an E K or F V that overflowed.
+/// them (linformer_project), a non-finite one is reported here, before the attention, and then
+/// an E K or F V that overflowed. Before either error, a non-finite q (when given) is reported
+/// first, in check_inputs' order q, k, v (this rare path scans Q in full).
 template <typename Scalar>
 void linformer_project_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>* q,
                                const Eigen::Ref<const Matrix<Scalar>>& k, const Eigen::Ref<const Matrix<Scalar>>& v,
@@ -403,7 +403,8 @@ void linformer_project_checked(const char* fn, const Eigen::Ref<const Matrix<Sca
     InputScan scan;
     linformer_project<Scalar>(e, f, k, v, o.key_padding_mask, keys.kp, keys.vp, o.check_finite ? &scan : nullptr);
     if (!o.check_finite) return;
-    if (!scan.k_ok || !scan.v_ok) {
+    if (!scan.k_ok || !scan.v_ok || !(block_finite(keys.kp) && block_finite(keys.vp))) {
+        // An error is coming: a non-finite q, k or v comes first (q is read only later).
         if (q != nullptr) check_finite(fn, "q", *q);
         if (!scan.k_ok) check_finite(fn, "k", k);
         if (!scan.v_ok) check_finite(fn, "v", v);
@@ -443,11 +444,17 @@ void linformer_checked(const char* fn, const Eigen::Ref<const Matrix<Scalar>>& q
     const double r = double(e.rows());
     const SerialScope serial(run_serially(2.0 * r * double(k.rows() + q.rows()) * double(q.cols() + v.cols())));
     if (!pm.known && o.check_finite) {
-        if (!finite_max_abs(e, pm.e)) check_finite(fn, "e", e);
+        const bool e_ok = finite_max_abs(e, pm.e);
+        bool f_ok = true;
         if (f.data() == e.data())
             pm.f = pm.e;
-        else if (!finite_max_abs(f, pm.f))
+        else
+            f_ok = finite_max_abs(f, pm.f);
+        if (!e_ok || !f_ok) {  // the order of errors is q, k, v, e, f: scan the inputs first (rare path)
+            check_finite_qkv<Scalar>(fn, o, q, k, v);
+            if (!e_ok) check_finite(fn, "e", e);
             check_finite(fn, "f", f);
+        }
     }
     LinformerKeys<Scalar> keys;
     linformer_project_checked<Scalar>(fn, &q, k, v, e, f, pm, o, keys);
