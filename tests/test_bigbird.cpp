@@ -584,8 +584,7 @@ TEST(BlockSparse, NonFiniteInputOutsideEveryVisitedBlockIsReported) {
         AttentionOptions o;
         o.causal = c.causal;
         const BlockLayout layout = BlockLayout::from_block_mask(*c.mask, b, n, n);
-        const std::string want = std::string(1, c.which) + " (24x4) has a non-finite entry " + c.which + "(" +
-                                 std::to_string(c.row) + ", 1)";
+        const std::string want = testing_support::non_finite_entry(c.which, n, 4, c.row, 1);
         EXPECT_THAT([&] { attnx::block_sparse_attention(q, k, v, layout, o); },
                     ThrowsMessage<attnx::invalid_argument>(HasSubstr(want)))
             << want;

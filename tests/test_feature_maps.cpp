@@ -490,8 +490,6 @@ struct ThrowingKeysMap {
 TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
     using M = Matrix<float>;
     using E = attnx::invalid_argument;
-    using testing::HasSubstr;
-    using testing::ThrowsMessage;
     const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
     const auto prf = favor<float>(8, 16, 2);
     // {n_q, n_k, chunk}: several causal windows and a ragged last chunk (n_k = 300, chunk 7);
@@ -519,9 +517,7 @@ TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
                         const Index r = row >= 0 ? row : m.rows() + row;
                         const Index c = m.cols() - 1;
                         m(r, c) = row == -1 ? inf : nan;
-                        const std::string want = std::string(1, which) + " (" + std::to_string(m.rows()) + "x" +
-                                                 std::to_string(m.cols()) + ") has a non-finite entry " + which +
-                                                 "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+                        const std::string want = testing_support::non_finite_entry(which, m.rows(), m.cols(), r, c);
                         EXPECT_THAT([&] { attnx::linear_attention(q, k, v, EluPlusOne{}, o); },
                                     ThrowsMessage<E>(HasSubstr(want)))
                             << where;
@@ -553,8 +549,6 @@ TEST(FeatureMaps, DecodeStateScanFindsEveryNonFiniteEntryAndKeepsItsState) {
     // or Inf anywhere is named, and the state is left as it was.
     using M = Matrix<float>;
     using E = attnx::invalid_argument;
-    using testing::HasSubstr;
-    using testing::ThrowsMessage;
     const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
     const auto prf = favor<float>(8, 16, 3);
     const Index n = 300;  // several chunks of 64 and windows, a partial last chunk
@@ -568,9 +562,7 @@ TEST(FeatureMaps, DecodeStateScanFindsEveryNonFiniteEntryAndKeepsItsState) {
             M& m = which == 'q' ? q : which == 'k' ? k : v;
             const Index c = m.cols() - 1;
             m(row, c) = row == n - 1 ? inf : nan;
-            const std::string want = std::string(1, which) + " (300x" + std::to_string(m.cols()) +
-                                     ") has a non-finite entry " + which + "(" + std::to_string(row) + ", " +
-                                     std::to_string(c) + ")";
+            const std::string want = testing_support::non_finite_entry(which, n, m.cols(), row, c);
             EXPECT_THAT([&] { st.prefill(q, k, v); }, ThrowsMessage<E>(HasSubstr(want))) << want;
             if (which == 'q') {
                 EXPECT_THAT([&] { st.query(q); }, ThrowsMessage<E>(HasSubstr(want))) << want;

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "support/inputs.hpp"
 #include "support/mechanism_cases.hpp"
 #include "support/reference.hpp"
 
@@ -176,9 +177,7 @@ TYPED_TEST(MechanismTest, NonFiniteInputIsReportedWhereverItIs) {
                         Matrix<S>& m = which == 'q' ? y.q : which == 'k' ? y.k : y.v;
                         const Index c = row % m.cols();
                         m(row, c) = row == n - 1 ? inf : nan;
-                        const std::string want = std::string(1, which) + " (" + std::to_string(n) + "x" +
-                                                 std::to_string(m.cols()) + ") has a non-finite entry " + which + "(" +
-                                                 std::to_string(row) + ", " + std::to_string(c) + ")";
+                        const std::string want = non_finite_entry(which, n, m.cols(), row, c);
                         const std::string where = std::string(Case::name) + " n " + std::to_string(n) +
                                                   (causal ? " causal" : "") + (masked ? " masked" : "");
                         EXPECT_THAT([&] { mech(y.q, y.k, y.v); },

@@ -37,6 +37,13 @@ Qkv<Scalar> random_qkv(Index n_q, Index n_k, Index d, Index dv, std::uint64_t se
     return x;
 }
 
+/// How attnx names a non-finite input entry (detail::check_finite), e.g. "k (300x8) has a
+/// non-finite entry k(5, 1)": what a test of the input scan expects in the message.
+inline std::string non_finite_entry(char name, Index rows, Index cols, Index r, Index c) {
+    return std::string(1, name) + " (" + std::to_string(rows) + "x" + std::to_string(cols) +
+           ") has a non-finite entry " + name + "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+}
+
 inline std::string data_dir() { return ATTNX_TEST_DATA_DIR; }
 
 /// Reads tests/data/<case>/<array>.npy as a double matrix.
