@@ -56,8 +56,8 @@
 /// Checks (with check_finite on): Q, K, V are scanned for NaN/Inf, each block as the kernel reads
 /// it, not in a pass of its own (over 48 MiB at n = 65536, where check_finite on cost 10% of a
 /// causal elu + 1 call with that pass). A non-finite input is reported after the work, with the
-/// same message (an out buffer passed in has been written by then, and the rows computed from the
-/// bad entry hold NaN). There is no logit to bound,
+/// same message (an out buffer passed in may have been written by then; its contents are
+/// unspecified). There is no logit to bound,
 /// but a feature map whose output is not finite for some row (e.g. FAVOR+ in float on a key of
 /// norm near 1e19, whose ‖x‖² overflows) throws attnx::invalid_argument naming the row, and an
 /// output that overflowed (sums of huge V rows) throws after the work.
