@@ -644,6 +644,31 @@ TEST(FeatureMaps, BadInputThrowsNamingArgumentAndSizes) {
     hugev.setConstant(3e38f);
     EXPECT_THAT([&] { attnx::linear_attention(x.q, x.k, hugev, EluPlusOne{}); },
                 ThrowsMessage<E>(HasSubstr("the result overflowed float")));
+    {
+        // The output is checked block by block as the kernels write it (no pass over it after the
+        // work): an overflow confined to the rows of one late chunk is found on every path,
+        // causal across several windows (n = 1400 at chunk 8: 175 chunks), prefill and query.
+        const Index nl = 1400;
+        const auto xl = random_qkv<float>(nl, nl, 8, 4, 43, 1.0);
+        M late = xl.v;
+        late.row(nl - 5).setConstant(3e38f);  // φ(k) v overflows: the last five rows (causal) go non-finite
+        LinearAttentionOptions lo;
+        lo.chunk = 8;
+        lo.causal = true;
+        for (const bool causal : {true, false}) {
+            lo.causal = causal;
+            EXPECT_THAT([&] { attnx::linear_attention(xl.q, xl.k, late, EluPlusOne{}, lo); },
+                        ThrowsMessage<E>(HasSubstr("the result overflowed float"))) << "causal " << causal;
+        }
+        LinearAttentionState<float, EluPlusOne> ls(EluPlusOne{}, 8, 4, lo);
+        EXPECT_THAT([&] { ls.prefill(xl.q, xl.k, late); }, ThrowsMessage<E>(HasSubstr("the result overflowed float")));
+        LinearAttentionState<float, EluPlusOne> frozen(EluPlusOne{}, 8, 4, lo);
+        frozen.prefill(xl.k, late);
+        EXPECT_THAT([&] { frozen.query(xl.q); }, ThrowsMessage<E>(HasSubstr("the result overflowed float")));
+        // Below the overflow nothing is reported.
+        late.row(nl - 5).setConstant(1e30f);
+        EXPECT_TRUE(attnx::linear_attention(xl.q, xl.k, late, EluPlusOne{}, lo).allFinite());
+    }
     M nan_k = x.k;
     nan_k(2, 1) = std::numeric_limits<float>::infinity();
     EXPECT_THAT([&] { attnx::linear_attention(x.q, nan_k, x.v, EluPlusOne{}); },

@@ -33,16 +33,19 @@
 /// all GEMMs (the tril product in blocks of 32 query rows, each against the keys its last row
 /// sees, so the upper triangle is mostly skipped). The chunks run in windows of 8 per thread:
 /// pass 1 forms each chunk's features and own state φ(K_c)ᵀ[V_c | 1] in parallel and keeps them;
-/// a prefix over the window's chunk states, in chunk order, gives each chunk S_{<c}; pass 2
-/// forms the chunks' outputs in parallel from the kept features. Chunk bounds depend on n_k (and
-/// `chunk`) only and the prefix runs over the chunks in order whatever the window: results are
-/// bit-identical for any thread count. Each key's features and state product are formed once.
+/// a prefix over the window's chunk states, in chunk order and in place (each chunk's state
+/// becomes S_{≤c}; its columns split between the threads), gives each chunk S_{<c}; pass 2
+/// forms the chunks' outputs in parallel from the kept features, asking for the next window's
+/// rows of Q, K and V ahead of use. Chunk bounds depend on n_k (and `chunk`) only and the prefix
+/// runs over the chunks in order whatever the window: results are bit-identical for any thread
+/// count. Each key's features and state product are formed once.
 ///
 /// Cost: O((n_q + n_k)·C·(d + d_v)) time — C·d per token for the features (FAVOR+: m·d; elu + 1:
 /// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
 /// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v
-/// + 32))) causal (8 chunks per thread kept, and a 32 x T row block of the tril product); no
-/// n × n or n × C matrix.
+/// + 32))) causal (8 chunks per thread kept, in one block that the calling thread keeps for its
+/// next call up to 16 MiB — 2.4 MiB for FAVOR+ m = 256, d_v = 64 on two threads — and a 32 x T
+/// row block of the tril product); no n × n or n × C matrix.
 ///
 /// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
 /// j <= i + n_k − n_q (the queries are the last n_q positions; with n_q > n_k the first
@@ -72,6 +75,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -169,6 +173,27 @@ struct KeyBlock {
     }
 };
 
+/// A KeyBlock's three parts as views into memory owned elsewhere (the causal path places a
+/// window's blocks and states in one allocation: see CausalArena).
+template <typename Scalar>
+struct KeyBlockView {
+    Eigen::Map<Matrix<Scalar>> psi;
+    Eigen::Map<Matrix<Scalar>> vaug;
+    Eigen::Map<Vector<Scalar>> c;
+};
+
+/// A FeatureState whose sums live in memory owned elsewhere.
+template <typename Scalar>
+struct StateView {
+    Eigen::Map<Matrix<Scalar>> s;
+    Scalar r = minus_infinity<Scalar>();
+
+    void reset() {
+        s.setZero();
+        r = minus_infinity<Scalar>();
+    }
+};
+
 /// Per-thread buffers for a block of `rows` keys and `rows` queries.
 template <typename Scalar>
 struct LinearWorkspace {
@@ -181,6 +206,9 @@ struct LinearWorkspace {
     Matrix<Scalar> a;      ///< min(rows, 32) x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
     Vector<Scalar> rq;     ///< rows: R_i of the chunk's query rows (causal only)
     Vector<Scalar> f;      ///< rows: exp(r − R_i) (causal only)
+    /// False once an output row this thread wrote held NaN or Inf (checked while the rows are in
+    /// cache, instead of a pass over the whole output after the work; only with pb.check).
+    bool out_finite = true;
 
     LinearWorkspace() = default;
     LinearWorkspace(Index rows, Index d, Index c_dim, Index dv, bool masked, bool causal) {
@@ -216,12 +244,14 @@ struct LinearProblem {
     bool scan_inputs = false;  ///< scan Q, K, V as the kernel reads them (FeatureFailure::inputs)
 };
 
-/// What a kernel call found: the first rows whose features were not finite (−1: none), and the
-/// input scan (with LinearProblem::scan_inputs).
+/// What a kernel call found: the first rows whose features were not finite (−1: none), the
+/// input scan (with LinearProblem::scan_inputs), and whether every output row it wrote was
+/// finite (with LinearProblem::check).
 struct FeatureFailure {
     Index key_row = -1;
     Index query_row = -1;
     InputScan inputs;
+    bool out_finite = true;
 
     void merge(const FeatureFailure& o);
 };
@@ -234,6 +264,7 @@ inline void FeatureFailure::merge(const FeatureFailure& o) {
     note_failure(key_row, o.key_row);
     note_failure(query_row, o.query_row);
     inputs.merge(o.inputs);
+    out_finite = out_finite && o.out_finite;
 }
 
 /// Key rows [j0, j0 + len): features, log scales and [V | 1] into the top rows of kb (kbuf: a
@@ -241,9 +272,9 @@ inline void FeatureFailure::merge(const FeatureFailure& o) {
 /// padded keys get zero rows and c = −inf. Returns the first key row with non-finite features
 /// (with pb.check), else −1. With pb.scan_inputs, the block's rows of K and V (padded ones too)
 /// are scanned into `scan`.
-template <typename Scalar, typename Map>
-Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, Matrix<Scalar>& kbuf,
-                   KeyBlock<Scalar>& kb, InputScan& scan) {
+template <typename Scalar, typename Map, typename KB>
+Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, Matrix<Scalar>& kbuf, KB& kb,
+                   InputScan& scan) {
     const Index dv = pb.v.cols();
     if (pb.scan_inputs) {
         scan_block(pb.k.middleRows(j0, len), scan.k, scan.k_ok);
@@ -291,8 +322,8 @@ Index prepare_keys(const LinearProblem<Scalar, Map>& pb, Index j0, Index len, Ma
 }
 
 /// True if every key of the block with c_j > −inf has c_j == value.
-template <typename Scalar>
-bool uniform_log_scale(const Vector<Scalar>& c, Index len, Scalar value) {
+template <typename C, typename Scalar>
+bool uniform_log_scale(const C& c, Index len, Scalar value) {
     for (Index t = 0; t < len; ++t)
         if (c(t) != minus_infinity<Scalar>() && c(t) != value) return false;
     return true;
@@ -301,8 +332,8 @@ bool uniform_log_scale(const Vector<Scalar>& c, Index len, Scalar value) {
 /// st += the prepared block (kb, len rows): raises st.r to the block's largest log scale if
 /// needed (rescaling st.s), then st.s += psiᵀ · diag(exp(c − r)) · [V | 1] (the weighted rows in
 /// ws.vw when they are not all 1; kb is not changed).
-template <typename Scalar>
-void absorb_block(FeatureState<Scalar>& st, const KeyBlock<Scalar>& kb, Index len, LinearWorkspace<Scalar>& ws) {
+template <typename Scalar, typename St, typename KB>
+void absorb_block(St& st, const KB& kb, Index len, LinearWorkspace<Scalar>& ws) {
     const Scalar top = kb.c.head(len).maxCoeff();
     if (top == minus_infinity<Scalar>()) return;  // every key of the block is padding
     if (top > st.r) {
@@ -342,14 +373,15 @@ Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scala
     auto y = ws.y.topRows(nq);
     y.noalias() = phiq * st.s;
     normalise_rows(y, pb.eps, out.middleRows(i0, nq));
+    if (pb.check && !block_finite(out.middleRows(i0, nq))) ws.out_finite = false;
     return bad;
 }
 
 /// Causal outputs of the query rows [i0, i0 + nq) whose positions i + off fall into the prepared
-/// key chunk kb (its first len rows, key rows [j0, j0 + len)), given the state st of every key
-/// before j0 (see the file comment). Query row i0 + t sees the chunk's keys 0 .. first + t.
-template <typename Scalar, typename Map>
-Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, const KeyBlock<Scalar>& kb,
+/// key chunk kb (its first len rows, key rows [j0, j0 + len)), given the state (st_s, st_r) of
+/// every key before j0 (see the file comment). Query row i0 + t sees the chunk's keys 0 .. first + t.
+template <typename Scalar, typename Map, typename KB>
+Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const Eigen::Ref<const Matrix<Scalar>>& st_s, Scalar st_r, const KB& kb,
                    Index j0, Index len, Index i0, Index nq, Index off, LinearWorkspace<Scalar>& ws,
                    Eigen::Ref<Matrix<Scalar>>& out, InputScan& scan) {
     Eigen::Ref<Matrix<Scalar>> phiq(ws.phiq.topRows(nq));
@@ -364,20 +396,20 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scal
     const Index first = i0 + off - j0;  // >= 0: row 0's position within the chunk
     const Scalar c0 = kb.c.head(len).maxCoeff();
     const bool uniform = uniform_log_scale(kb.c, len, c0) &&
-                         (st.r == minus_infinity<Scalar>() || st.r == c0 || c0 == minus_infinity<Scalar>());
+                         (st_r == minus_infinity<Scalar>() || st_r == c0 || c0 == minus_infinity<Scalar>());
     auto y = ws.y.topRows(nq);
-    if (st.r == minus_infinity<Scalar>())
+    if (st_r == minus_infinity<Scalar>())
         y.setZero();
     else
-        y.noalias() = phiq * st.s;
+        y.noalias() = phiq * st_s;
     if (!uniform) {
-        // R_i = max(st.r, c_0 .. c_{position of i}); y rows rescaled by exp(st.r − R_i).
-        Scalar run = st.r;
+        // R_i = max(st_r, c_0 .. c_{position of i}); y rows rescaled by exp(st_r − R_i).
+        Scalar run = st_r;
         Index t = 0;
         for (Index i = 0; i < nq; ++i) {
             for (; t <= first + i; ++t) run = std::max(run, kb.c(t));
             ws.rq(i) = run;
-            ws.f(i) = rescale_factor(st.r, run);
+            ws.f(i) = rescale_factor(st_r, run);
         }
         y.array().colwise() *= ws.f.head(nq).array();
     }
@@ -401,6 +433,7 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scal
         y.middleRows(r0, rows).noalias() += a * kb.vaug.topRows(seen);
     }
     normalise_rows(y, pb.eps, out.middleRows(i0, nq));
+    if (pb.check && !block_finite(out.middleRows(i0, nq))) ws.out_finite = false;
     return bad;
 }
 
@@ -502,15 +535,149 @@ ATTNX_OMP(for schedule(dynamic, 1))
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
     for (const InputScan& sc : scans) failure.inputs.merge(sc);
+    for (const LinearWorkspace<Scalar>& w : workspaces) failure.out_finite = failure.out_finite && w.out_finite;
 }
 
 /// Chunks per window of the causal path for a team of `team` threads: enough for the dynamic
 /// schedule to balance, few enough that a window's prepared keys (per chunk T·(C + d_v) entries
-/// plus two C·(d_v + 1) states: about 210 KiB in float at T = 64, C = 256, d_v = 64) stay in the
+/// plus its C·(d_v + 1) state: about 145 KiB in float at T = 64, C = 256, d_v = 64) stay in the
 /// last-level cache between its two passes. The window is the one split that depends on the
 /// thread count (parallel.hpp rule 4): results do not, as the prefix runs over the chunks in
 /// order whatever the window.
 inline Index causal_window(int team) { return 8 * static_cast<Index>(std::max(team, 1)); }
+
+/// Columns per block of the causal prefix (the blocks are split between the threads).
+constexpr Index prefix_column_block = 8;
+
+/// The causal prefix over a window's chunk states, in place: own[w] (chunk w's own state, offset
+/// own[w].r) becomes the state of every key up to and including chunk w, starting from `from`
+/// (every key before the window); its offset goes to prefix_r[w] and the last one's state to
+/// `to` as well. The arithmetic of merge_state, entry by entry and in chunk order, so the
+/// columns are split between the threads without changing a bit. Call from every thread of the
+/// team: a work-shared loop, ending in a barrier.
+template <typename Scalar>
+void prefix_window(const FeatureState<Scalar>& from, std::vector<StateView<Scalar>>& own, Index count,
+                   std::vector<Scalar>& prefix_r, FeatureState<Scalar>& to) {
+    const Index cols = from.s.cols();
+    const Index blocks = ceil_div(cols, prefix_column_block);
+ATTNX_OMP(for schedule(static))
+    for (Index b = 0; b < blocks; ++b) {
+        const Index c0 = b * prefix_column_block, nc = std::min(prefix_column_block, cols - c0);
+        Scalar r = from.r;
+        const Scalar* prev = from.s.data();
+        const Index rows = from.s.rows();
+        for (Index w = 0; w < count; ++w) {
+            StateView<Scalar>& cur = own[static_cast<std::size_t>(w)];
+            for (Index col = c0; col < c0 + nc; ++col) {
+                auto dst = cur.s.col(col);
+                const Eigen::Map<const Vector<Scalar>> src(prev + col * rows, rows);
+                if (cur.r == minus_infinity<Scalar>())
+                    dst = src;  // a chunk of padding only: the prefix does not change
+                else if (r == minus_infinity<Scalar>())
+                    continue;  // nothing before: the prefix is the chunk's own state
+                else if (cur.r > r)
+                    dst = src * std::exp(r - cur.r) + dst;
+                else
+                    dst = src + std::exp(cur.r - r) * dst;
+            }
+            r = std::max(r, cur.r);
+            if (b == 0) prefix_r[static_cast<std::size_t>(w)] = r;
+            prev = cur.s.data();
+        }
+        to.s.middleCols(c0, nc) = Eigen::Map<const Matrix<Scalar>>(prev, rows, cols).middleCols(c0, nc);
+        if (b == 0) to.r = r;
+    }
+}
+
+/// Asks for rows [r0, r1) of a column-major matrix (every cache line of each column) to be loaded
+/// ahead of use: the causal path reads a chunk as 64-row pieces of d columns n_k entries apart,
+/// too short for the hardware prefetchers to follow once the inputs do not fit in the cache.
+template <typename Scalar>
+void prefetch_rows(const Eigen::Ref<const Matrix<Scalar>>& m, Index r0, Index r1) {
+#if defined(__GNUC__) || defined(__clang__)
+    constexpr Index line = static_cast<Index>(64 / sizeof(Scalar));
+    if (r1 <= r0) return;
+    for (Index col = 0; col < m.cols(); ++col) {
+        const Scalar* p = m.data() + m.outerStride() * col;
+        for (Index r = r0; r < r1; r += line) __builtin_prefetch(p + r, 0, 1);
+        __builtin_prefetch(p + r1 - 1, 0, 1);
+    }
+#else
+    (void)m;
+    (void)r0;
+    (void)r1;
+#endif
+}
+
+/// The largest CausalArena kept for the next call of the same thread (bytes).
+constexpr std::size_t max_kept_arena_bytes = std::size_t(16) << 20;
+
+/// The storage a thread's last CausalArena leaves for its next one.
+template <typename Scalar>
+struct KeptArena {
+    Vector<Scalar> storage;
+    bool busy = false;  // held by a call on this thread (a map's own call, nested, gets its own)
+};
+
+template <typename Scalar>
+KeptArena<Scalar>& kept_arena() {
+    thread_local KeptArena<Scalar> kept;
+    return kept;
+}
+
+/// A window's prepared key chunks and chunk states, in one allocation that the calling thread
+/// keeps for its next call (up to max_kept_arena_bytes: 2.4 MiB for FAVOR+ m = 256, d_v = 64,
+/// T = 64 on two threads). Allocated afresh per call, its pages were returned to the system at
+/// the end of each call and faulted in again by the next one: about 600 page faults per call of
+/// a quarter of its time at n = 1024 (FAVOR+, 2 threads, bench_feature_map).
+template <typename Scalar>
+struct CausalArena {
+    Vector<Scalar> local;  // used when the kept storage is busy or the arena too large to keep
+    KeptArena<Scalar>* held = nullptr;
+    std::vector<KeyBlockView<Scalar>> keys;
+    std::vector<StateView<Scalar>> own;
+
+    CausalArena(const CausalArena&) = delete;
+    CausalArena& operator=(const CausalArena&) = delete;
+    ~CausalArena() {
+        if (held != nullptr) held->busy = false;
+    }
+
+    /// Entries of one piece, rounded up to 64 bytes (each view starts on a cache line).
+    static Index padded(Index n) {
+        constexpr Index line = static_cast<Index>(64 / sizeof(Scalar));
+        return ceil_div(n, line) * line;
+    }
+
+    CausalArena(Index window, Index rows, Index c_dim, Index dv) {
+        keys.reserve(static_cast<std::size_t>(window));  // before the kept storage is taken: may throw
+        own.reserve(static_cast<std::size_t>(window));
+        const Index psi = padded(rows * c_dim), vaug = padded(rows * (dv + 1)), c = padded(rows),
+                    st = padded(c_dim * (dv + 1));
+        const Index per = psi + vaug + c + st;
+        const Index need = window * per + padded(1);
+        Vector<Scalar>* storage = &local;
+        KeptArena<Scalar>& kept = kept_arena<Scalar>();
+        if (!kept.busy && static_cast<std::size_t>(need) * sizeof(Scalar) <= max_kept_arena_bytes) {
+            if (kept.storage.size() < need) kept.storage.resize(need);
+            kept.busy = true;
+            held = &kept;
+            storage = &kept.storage;
+        } else {
+            local.resize(need);
+        }
+        // The first cache line boundary inside storage (Eigen aligns to 16 or 32 bytes).
+        Scalar* base = storage->data();
+        const std::uintptr_t mis = reinterpret_cast<std::uintptr_t>(base) % 64;
+        if (mis != 0) base += (64 - mis) / sizeof(Scalar);
+        for (Index w = 0; w < window; ++w) {
+            Scalar* p = base + w * per;
+            keys.push_back({Eigen::Map<Matrix<Scalar>>(p, rows, c_dim), Eigen::Map<Matrix<Scalar>>(p + psi, rows, dv + 1),
+                            Eigen::Map<Vector<Scalar>>(p + psi + vaug, rows)});
+            own.push_back({Eigen::Map<Matrix<Scalar>>(p + psi + vaug + c, c_dim, dv + 1), minus_infinity<Scalar>()});
+        }
+    }
+};
 
 /// Causal, chunked: see the file comment. Query row i sits at key position i + off (off =
 /// n_k − n_q for the bottom-right alignment; rows with i + off < 0 see no key and are zeroed).
@@ -530,47 +697,43 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
         make_workspaces<Scalar>(t_len, d, pb.c_dim, dv, !pb.padding.empty(), true);
     const int team = static_cast<int>(workspaces.size());
     const Index window = std::min(chunks, causal_window(team));
-    // Per chunk of a window: its prepared keys, its own state φ(K_c)ᵀ[V_c | 1], and (after the
-    // prefix) the state of every key before it.
-    std::vector<KeyBlock<Scalar>> keys(static_cast<std::size_t>(window));
-    std::vector<FeatureState<Scalar>> own(static_cast<std::size_t>(window)), before(static_cast<std::size_t>(window));
-    for (Index w = 0; w < window; ++w) {
-        keys[static_cast<std::size_t>(w)].resize(t_len, pb.c_dim, dv);
-        own[static_cast<std::size_t>(w)].reset(pb.c_dim, dv);
-        before[static_cast<std::size_t>(w)].reset(pb.c_dim, dv);
-    }
+    // Per chunk of a window: its prepared keys and its own state φ(K_c)ᵀ[V_c | 1], which the
+    // prefix turns into the state of every key up to it (offset prefix_r).
+    CausalArena<Scalar> arena(window, t_len, pb.c_dim, dv);
+    std::vector<KeyBlockView<Scalar>>& keys = arena.keys;
+    std::vector<StateView<Scalar>>& own = arena.own;
+    std::vector<Scalar> prefix_r(static_cast<std::size_t>(window), minus_infinity<Scalar>());
     std::vector<FeatureFailure> failures(static_cast<std::size_t>(team));
     if (pb.scan_inputs && pb.q != nullptr) {  // the query rows pass 2 does not read
         const Index unread = want_out ? std::clamp<Index>(-off, 0, n_q) : n_q;
         scan_block(pb.q->topRows(unread), failures[0].inputs.q, failures[0].inputs.q_ok);
     }
-    FeatureState<Scalar> carry = init;
+    // The state of every key before the current window, and after it (swapped per window).
+    FeatureState<Scalar> carry[2] = {init, init};
     RegionErrors errors;
     parallel_region(team, [&] {
         LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
         FeatureFailure& fail = failures[static_cast<std::size_t>(thread_index())];
-        for (Index c0 = 0; c0 < chunks; c0 += window) {
+        int from = 0;
+        for (Index c0 = 0; c0 < chunks; c0 += window, from = 1 - from) {
             const Index in_window = std::min(window, chunks - c0);
-            // Pass 1: each chunk's features and own state.
+            // Pass 1: each chunk's features and own state (and the next window's rows asked for).
 ATTNX_OMP(for schedule(dynamic, 1))
             for (Index w = 0; w < in_window; ++w) {
                 errors.run([&] {
                     const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
-                    KeyBlock<Scalar>& kb = keys[static_cast<std::size_t>(w)];
-                    FeatureState<Scalar>& st = own[static_cast<std::size_t>(w)];
+                    const Index next = j0 + window * t_len, next_end = std::min(n_k, next + t_len);
+                    prefetch_rows(pb.k, next, next_end);
+                    prefetch_rows(pb.v, next, next_end);
+                    KeyBlockView<Scalar>& kb = keys[static_cast<std::size_t>(w)];
+                    StateView<Scalar>& st = own[static_cast<std::size_t>(w)];
                     note_failure(fail.key_row, prepare_keys(pb, j0, len, ws.kbuf, kb, fail.inputs));
-                    st.reset(pb.c_dim, dv);  // same size: no allocation
+                    st.reset();
                     absorb_block(st, kb, len, ws);
                 });
             }
             // The prefix, in chunk order (so nothing depends on the team or the window).
-ATTNX_OMP(single)
-            errors.run([&] {
-                for (Index w = 0; w < in_window; ++w) {
-                    before[static_cast<std::size_t>(w)] = carry;
-                    merge_state(carry, own[static_cast<std::size_t>(w)]);
-                }
-            });
+            prefix_window(carry[from], own, in_window, prefix_r, carry[1 - from]);
             // Pass 2: the outputs of the queries that sit in each chunk.
             if (want_out) {
 ATTNX_OMP(for schedule(dynamic, 1))
@@ -579,19 +742,25 @@ ATTNX_OMP(for schedule(dynamic, 1))
                         const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
                         const Index i0 = std::clamp<Index>(j0 - off, 0, n_q);
                         const Index i1 = std::clamp<Index>(j0 + len - off, 0, n_q);
+                        const Index next = j0 + window * t_len;
+                        prefetch_rows(*pb.q, std::clamp<Index>(next - off, 0, n_q),
+                                      std::clamp<Index>(next + t_len - off, 0, n_q));
+                        const Scalar* before = w == 0 ? carry[from].s.data() : own[static_cast<std::size_t>(w - 1)].s.data();
+                        const Scalar before_r = w == 0 ? carry[from].r : prefix_r[static_cast<std::size_t>(w - 1)];
                         if (i1 > i0)
                             note_failure(fail.query_row,
-                                         attend_chunk(pb, before[static_cast<std::size_t>(w)],
-                                                      keys[static_cast<std::size_t>(w)], j0, len, i0, i1 - i0, off,
-                                                      ws, *out, fail.inputs));
+                                         attend_chunk<Scalar, Map>(pb, Eigen::Map<const Matrix<Scalar>>(before, pb.c_dim, dv + 1),
+                                                      before_r, keys[static_cast<std::size_t>(w)], j0, len, i0,
+                                                      i1 - i0, off, ws, *out, fail.inputs));
                     });
                 }
             }
         }
     });
     errors.rethrow();
-    if (final_state != nullptr) *final_state = carry;
+    if (final_state != nullptr) *final_state = carry[window > 0 ? ceil_div(chunks, window) % 2 : 0];
     for (const FeatureFailure& f : failures) failure.merge(f);
+    for (const LinearWorkspace<Scalar>& w : workspaces) failure.out_finite = failure.out_finite && w.out_finite;
 }
 
 inline void check_linear_options(const char* fn, const LinearAttentionOptions& o, Index n_k, bool uses_scale,
@@ -685,7 +854,8 @@ void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Re
     if (o.check_finite) mag = report_scan<Scalar>(fn, o, failure.inputs, q, k, v, /*logits=*/false);
     if (failure.key_row >= 0 || failure.query_row >= 0)
         throw_feature_failure(fn, map, failure, mag, scalar_name<Scalar>());
-    check_result<Scalar>(fn, mag, out);
+    // The kernels checked each output block as they wrote it: no pass over `out` here.
+    if (!failure.out_finite) check_result<Scalar>(fn, mag, out);
 }
 
 }  // namespace detail
@@ -939,7 +1109,9 @@ ATTNX_OMP(for schedule(dynamic, 1))
         detail::FeatureFailure f;
         for (const Index b : bad) detail::note_failure(f.query_row, b);
         if (f.query_row >= 0) detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
-        detail::check_result<Scalar>(fn, mag, out);
+        bool out_finite = true;
+        for (const detail::LinearWorkspace<Scalar>& w : workspaces) out_finite = out_finite && w.out_finite;
+        if (!out_finite) detail::check_result<Scalar>(fn, mag, out);
         return out;
     }
 
@@ -1005,7 +1177,7 @@ private:
             detail::throw_feature_failure(fn, m_map, failure, mag, detail::scalar_name<Scalar>());
         m_state = std::move(next);
         m_tokens += k.rows();
-        if (out != nullptr) detail::check_result<Scalar>(fn, mag, *out);
+        if (out != nullptr && !failure.out_finite) detail::check_result<Scalar>(fn, mag, *out);
     }
 
     Map m_map;
