@@ -194,4 +194,34 @@ TYPED_TEST(MechanismTest, NonFiniteInputIsReportedWhereverItIs) {
     }
 }
 
+TYPED_TEST(MechanismTest, NanInputWithChecksOffGivesNaNNotAPlausibleRow) {
+    // check_finite = false makes a non-finite input the caller's problem, but the output must not
+    // hide it: a NaN score used to look like a fully masked row to the online softmax (zero rows,
+    // all of Linformer's output zero for a NaN in k). Every mechanism now carries the NaN through.
+    using Case = typename TypeParam::Case;
+    using S = typename TypeParam::Scalar;
+    const S nan = std::numeric_limits<S>::quiet_NaN();
+    for (const Index n : {Index(37), Index(300)}) {
+        const Inputs<S> x = inputs<S>(n, 8, 4, 6);
+        for (const bool causal : {false, true}) {
+            if (causal && !Case::causal) continue;
+            auto mech = Case::template make<S>(n);
+            mech.options.causal = causal;
+            mech.options.check_finite = false;
+            for (const char which : {'q', 'k'}) {
+                Inputs<S> y = x;
+                (which == 'q' ? y.q : y.k)(1, 2) = nan;
+                const std::string where = std::string(Case::name) + " n " + std::to_string(n) +
+                                          (causal ? " causal" : "") + " NaN in " + which;
+                Matrix<S> out;
+                EXPECT_NO_THROW(out = mech(y.q, y.k, y.v)) << where;
+                EXPECT_FALSE(out.allFinite()) << where;
+                if (which == 'q') {
+                    EXPECT_TRUE(out.row(1).hasNaN()) << where;
+                }
+            }
+        }
+    }
+}
+
 }  // namespace

@@ -80,7 +80,8 @@ struct AttentionOptions {
     /// conventions above), and results that overflowed (an O(n_q*d_v) scan of the output after
     /// the work). Set false only if the caller has validated its inputs already
     /// (finite, moderate magnitudes): all these scans are then skipped, and non-finite or
-    /// huge inputs give unspecified (possibly NaN) output.
+    /// huge inputs give unspecified output. It is not a plausible one: a NaN that reaches a
+    /// softmax score makes that row NaN (it is not mistaken for a fully masked, zero row).
     bool check_finite = true;
 };
 

@@ -195,7 +195,10 @@ void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const Mas
     for (Index c = 0; c < bq; ++c) {
         auto col = st.col(c);
         const Scalar m_new = std::max(m(c), col.maxCoeff());
-        if (m_new == neg_inf) {  // nothing visible yet for this query
+        // Nothing visible yet for this query. A NaN score (a NaN input with check_finite off)
+        // can make the max -inf too (std::max and Eigen's max drop a NaN operand): such a row
+        // goes on, and exp(NaN) makes it NaN, never a plausible zero row.
+        if (m_new == neg_inf && !col.hasNaN()) {
             col.setZero();
             alpha(c) = Scalar(1);
             continue;
@@ -441,7 +444,7 @@ ATTNX_OMP(parallel for schedule(static) if (st.size() > min_parallel_compute && 
     for (Index c = 0; c < st.cols(); ++c) {
         auto col = st.col(c);
         const Scalar mx = col.maxCoeff();
-        if (mx == neg_inf) {
+        if (mx == neg_inf && !col.hasNaN()) {  // fully masked (a NaN score goes on, and stays NaN)
             col.setZero();
             continue;
         }
