@@ -333,7 +333,8 @@ private:
     }
 
     /// W and its transpose: the feature GEMM X Wᵀ reads a column-major right-hand side, which
-    /// Eigen packs faster than the row-major view W.transpose() (the same products, bit for bit).
+    /// Eigen packs faster than the row-major view W.transpose() (the same GEMM results; a
+    /// single row goes through Eigen's GEMV, which may round differently than before).
     template <typename DW>
     void set_matrix(const Eigen::MatrixBase<DW>& w) {
         m_w = w;

@@ -44,7 +44,7 @@
 /// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
 /// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v
 /// + 32))) causal (8 chunks per thread kept, in one block that the calling thread keeps for its
-/// next call up to 16 MiB — 2.4 MiB for FAVOR+ m = 256, d_v = 64 on two threads — and a 32 x T
+/// next call up to 16 MiB — 2.3 MiB in float for FAVOR+ m = 256, d_v = 64 on two threads; per thread and Scalar type — and a 32 x T
 /// row block of the tril product); no n × n or n × C matrix.
 ///
 /// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
@@ -552,8 +552,9 @@ constexpr Index prefix_column_block = 8;
 /// The causal prefix over a window's chunk states, in place: own[w] (chunk w's own state, offset
 /// own[w].r) becomes the state of every key up to and including chunk w, starting from `from`
 /// (every key before the window); its offset goes to prefix_r[w] and the last one's state to
-/// `to` as well. The arithmetic of merge_state, entry by entry and in chunk order, so the
-/// columns are split between the threads without changing a bit. Call from every thread of the
+/// `to` as well. merge_state's cases, one fixed expression per entry, in chunk order (with FMA
+/// contraction it may round differently from merge_state), so the columns are split between
+/// the threads without changing a bit. Call from every thread of the
 /// team: a work-shared loop, ending in a barrier.
 template <typename Scalar>
 void prefix_window(const FeatureState<Scalar>& from, std::vector<StateView<Scalar>>& own, Index count,
@@ -617,16 +618,25 @@ template <typename Scalar>
 struct KeptArena {
     Vector<Scalar> storage;
     bool busy = false;  // held by a call on this thread (a map's own call, nested, gets its own)
+    bool* destroyed;    // set when this thread's arena is gone (a call from a later destructor)
+
+    explicit KeptArena(bool* gone) : destroyed(gone) {}
+    KeptArena(const KeptArena&) = delete;
+    KeptArena& operator=(const KeptArena&) = delete;
+    ~KeptArena() { *destroyed = true; }
 };
 
+/// This thread's kept arena, or nullptr once it was destroyed (thread or program exit).
 template <typename Scalar>
-KeptArena<Scalar>& kept_arena() {
-    thread_local KeptArena<Scalar> kept;
-    return kept;
+KeptArena<Scalar>* kept_arena() {
+    thread_local bool gone = false;  // trivially destructible: readable after the arena's end
+    if (gone) return nullptr;
+    thread_local KeptArena<Scalar> kept(&gone);
+    return gone ? nullptr : &kept;
 }
 
 /// A window's prepared key chunks and chunk states, in one allocation that the calling thread
-/// keeps for its next call (up to max_kept_arena_bytes: 2.4 MiB for FAVOR+ m = 256, d_v = 64,
+/// keeps for its next call (up to max_kept_arena_bytes: 2.3 MiB in float for FAVOR+ m = 256, d_v = 64,
 /// T = 64 on two threads). Allocated afresh per call, its pages were returned to the system at
 /// the end of each call and faulted in again by the next one: about 600 page faults per call of
 /// a quarter of its time at n = 1024 (FAVOR+, 2 threads, bench_feature_map).
@@ -657,9 +667,13 @@ struct CausalArena {
         const Index per = psi + vaug + c + st;
         const Index need = window * per + padded(1);
         Vector<Scalar>* storage = &local;
-        KeptArena<Scalar>& kept = kept_arena<Scalar>();
-        if (!kept.busy && static_cast<std::size_t>(need) * sizeof(Scalar) <= max_kept_arena_bytes) {
-            if (kept.storage.size() < need) kept.storage.resize(need);
+        KeptArena<Scalar>* keptp = kept_arena<Scalar>();
+        if (keptp != nullptr && !keptp->busy && static_cast<std::size_t>(need) * sizeof(Scalar) <= max_kept_arena_bytes) {
+            KeptArena<Scalar>& kept = *keptp;
+            if (kept.storage.size() < need) {
+                kept.storage.resize(0);  // free first: a failed resize must not leave a freed buffer behind
+                kept.storage.resize(need);
+            }
             kept.busy = true;
             held = &kept;
             storage = &kept.storage;
