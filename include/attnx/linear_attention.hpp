@@ -437,6 +437,14 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const Eigen::Ref<const 
     return bad;
 }
 
+/// True if no thread saw a non-finite output row (LinearWorkspace::out_finite).
+template <typename Scalar>
+bool outputs_finite(const std::vector<LinearWorkspace<Scalar>>& workspaces) {
+    for (const LinearWorkspace<Scalar>& w : workspaces)
+        if (!w.out_finite) return false;
+    return true;
+}
+
 /// One workspace per thread of a team_size() team, allocated before the region (parallel.hpp rule 6).
 template <typename Scalar>
 std::vector<LinearWorkspace<Scalar>> make_workspaces(Index rows, Index d, Index c_dim, Index dv, bool masked,
@@ -535,7 +543,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
     for (const Index b : bad_key) note_failure(failure.key_row, b);
     for (const Index b : bad_query) note_failure(failure.query_row, b);
     for (const InputScan& sc : scans) failure.inputs.merge(sc);
-    for (const LinearWorkspace<Scalar>& w : workspaces) failure.out_finite = failure.out_finite && w.out_finite;
+    failure.out_finite = failure.out_finite && outputs_finite(workspaces);
 }
 
 /// Chunks per window of the causal path for a team of `team` threads: enough for the dynamic
@@ -774,7 +782,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
     errors.rethrow();
     if (final_state != nullptr) *final_state = carry[window > 0 ? ceil_div(chunks, window) % 2 : 0];
     for (const FeatureFailure& f : failures) failure.merge(f);
-    for (const LinearWorkspace<Scalar>& w : workspaces) failure.out_finite = failure.out_finite && w.out_finite;
+    failure.out_finite = failure.out_finite && outputs_finite(workspaces);
 }
 
 inline void check_linear_options(const char* fn, const LinearAttentionOptions& o, Index n_k, bool uses_scale,
@@ -1123,9 +1131,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
         detail::FeatureFailure f;
         for (const Index b : bad) detail::note_failure(f.query_row, b);
         if (f.query_row >= 0) detail::throw_feature_failure(fn, m_map, f, mag, detail::scalar_name<Scalar>());
-        bool out_finite = true;
-        for (const detail::LinearWorkspace<Scalar>& w : workspaces) out_finite = out_finite && w.out_finite;
-        if (!out_finite) detail::check_result<Scalar>(fn, mag, out);
+        if (!detail::outputs_finite(workspaces)) detail::check_result<Scalar>(fn, mag, out);
         return out;
     }
 
