@@ -485,6 +485,52 @@ struct ThrowingKeysMap {
     }
 };
 
+/// elu + 1 whose features are infinite for a finite key with x(0) > 100 (a map that overflows on
+/// finite input); Finite says whether it declares finite_features (a true claim would be false).
+template <bool Finite>
+struct OverflowingKeysMap {
+    static constexpr bool uses_scale = false;
+    static constexpr bool finite_features = Finite;
+    Index feature_dim(Index d) const { return d; }
+    void queries(const Eigen::Ref<const Matrix<float>>& x, double scale, Eigen::Ref<Matrix<float>> phi) const {
+        EluPlusOne{}.queries<float>(x, scale, phi);
+    }
+    void keys(const Eigen::Ref<const Matrix<float>>& x, double scale, Eigen::Ref<Matrix<float>> phi,
+              Eigen::Ref<Vector<float>> log_scale) const {
+        EluPlusOne{}.keys<float>(x, scale, phi, log_scale);
+        for (Index i = 0; i < x.rows(); ++i)
+            if (x(i, 0) > 100) phi.row(i).setConstant(std::numeric_limits<float>::infinity());
+    }
+};
+
+TEST(FeatureMaps, FeatureScanSkippedOnlyForMapsFiniteOnFiniteInput) {
+    // elu + 1 is finite on finite input, so with the inputs scanned its features are not scanned
+    // again; FAVOR+ and maps that do not say so are.
+    static_assert(attnx::detail::map_finite_features<EluPlusOne>::value, "elu + 1");
+    static_assert(!attnx::detail::map_finite_features<PositiveRandomFeatures<float>>::value, "FAVOR+");
+    static_assert(!attnx::detail::map_finite_features<ThrowingKeysMap>::value, "absent: false");
+    using E = attnx::invalid_argument;
+    const auto x = random_qkv<float>(300, 300, 8, 4, 17, 1.0);
+    Matrix<float> k = x.k;
+    k(250, 0) = 1000;
+    for (const bool causal : {false, true}) {
+        LinearAttentionOptions o;
+        o.causal = causal;
+        // Without the claim the features are scanned: the map is named with the key row.
+        EXPECT_THAT([&] { attnx::linear_attention(x.q, k, x.v, OverflowingKeysMap<false>{}, o); },
+                    ThrowsMessage<E>(AllOf(HasSubstr("the feature map (custom feature map) overflowed float"),
+                                           HasSubstr("key row 250 is not finite"), HasSubstr("max|k| = 1e+03"))))
+            << causal;
+        // A false claim still cannot give a silent NaN: the output check reports it.
+        EXPECT_THAT([&] { attnx::linear_attention(x.q, k, x.v, OverflowingKeysMap<true>{}, o); },
+                    ThrowsMessage<E>(HasSubstr("the result overflowed float")))
+            << causal;
+        // And both agree with elu + 1 where the features are finite.
+        EXPECT_EQ(attnx::linear_attention(x.q, x.k, x.v, OverflowingKeysMap<true>{}, o),
+                  attnx::linear_attention(x.q, x.k, x.v, EluPlusOne{}, o));
+    }
+}
+
 // The input scan is fused into the kernel's reads (each block scanned while in cache): every
 // row must still be covered, whichever pass reads it or whether a pass reads it at all.
 TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
@@ -635,15 +681,18 @@ TEST(FeatureMaps, BadInputThrowsNamingArgumentAndSizes) {
     big.row(4).setConstant(3e38f);
     EXPECT_THAT([&] { attnx::performer_attention(big, x.k, x.v, prf); },
                 ThrowsMessage<E>(AllOf(HasSubstr("the feature map (FAVOR+ m = 16"), HasSubstr("overflowed float"),
-                                       HasSubstr("query row 4 is not finite"))));
+                                       HasSubstr("query row 4 is not finite"), HasSubstr("max|q| = 3e+38"))));
     M bigk = x.k;
     bigk.row(9).setConstant(-1e20f);
-    EXPECT_THAT([&] { attnx::performer_attention(x.q, bigk, x.v, prf); }, ThrowsMessage<E>(HasSubstr("key row 9 is not finite")));
+    EXPECT_THAT([&] { attnx::performer_attention(x.q, bigk, x.v, prf); },
+                ThrowsMessage<E>(AllOf(HasSubstr("key row 9 is not finite"), HasSubstr("max|k| = 1e+20"))));
     // A result that overflows (sums of huge values) and non-finite inputs.
     M hugev = x.v;
     hugev.setConstant(3e38f);
+    // The kernels' fused scan checks finiteness only; the magnitudes the message names are found
+    // on the failure path, and must be the inputs' own.
     EXPECT_THAT([&] { attnx::linear_attention(x.q, x.k, hugev, EluPlusOne{}); },
-                ThrowsMessage<E>(HasSubstr("the result overflowed float")));
+                ThrowsMessage<E>(AllOf(HasSubstr("the result overflowed float"), HasSubstr("max|v| = 3e+38"))));
     {
         // The output is checked block by block as the kernels write it (no pass over it after the
         // work): an overflow confined to the rows of one late chunk is found on every path,
@@ -661,7 +710,8 @@ TEST(FeatureMaps, BadInputThrowsNamingArgumentAndSizes) {
                         ThrowsMessage<E>(HasSubstr("the result overflowed float"))) << "causal " << causal;
         }
         LinearAttentionState<float, EluPlusOne> ls(EluPlusOne{}, 8, 4, lo);
-        EXPECT_THAT([&] { ls.prefill(xl.q, xl.k, late); }, ThrowsMessage<E>(HasSubstr("the result overflowed float")));
+        EXPECT_THAT([&] { ls.prefill(xl.q, xl.k, late); },
+                    ThrowsMessage<E>(AllOf(HasSubstr("the result overflowed float"), HasSubstr("max|v| = 3e+38"))));
         LinearAttentionState<float, EluPlusOne> frozen(EluPlusOne{}, 8, 4, lo);
         frozen.prefill(xl.k, late);
         EXPECT_THAT([&] { frozen.query(xl.q); }, ThrowsMessage<E>(HasSubstr("the result overflowed float")));

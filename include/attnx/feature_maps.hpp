@@ -32,6 +32,10 @@
 ///     causal output depends on no future key.
 ///   - optionally `static constexpr bool uses_scale`: false if the map ignores `scale` (then a
 ///     set options.scale is an error rather than silently unused); true when absent.
+///   - optionally `static constexpr bool finite_features`: true if φ(x) is finite for every
+///     finite x (elu + 1). With check_finite on the engine scans the inputs anyway, and then
+///     skips its NaN/Inf check of such a map's features; false when absent (FAVOR+ in float
+///     overflows on keys of norm near 1e19).
 ///   - optionally `std::string name() const`, for tables and messages.
 /// `scale` is options.scale, or 1/√d when unset. queries and keys run inside OpenMP regions,
 /// with shapes already checked through feature_dim; an exception they throw is carried out of
@@ -64,6 +68,8 @@ namespace attnx {
 /// denominator φ(q)ᵀ Σ φ(k_j) is positive. It has no scale: options.scale must stay unset.
 struct EluPlusOne {
     static constexpr bool uses_scale = false;
+    /// φ(x) is finite for finite x (x + 1 <= FLT_MAX rounds to x; exp of x <= 0 is in (0, 1]).
+    static constexpr bool finite_features = true;
 
     std::string name() const { return "elu(x) + 1"; }
     Index feature_dim(Index d) const { return d; }
@@ -369,6 +375,12 @@ template <typename Map, typename = void>
 struct map_uses_scale : std::true_type {};
 template <typename Map>
 struct map_uses_scale<Map, std::void_t<decltype(Map::uses_scale)>> : std::bool_constant<Map::uses_scale> {};
+
+template <typename Map, typename = void>
+struct map_finite_features : std::false_type {};
+template <typename Map>
+struct map_finite_features<Map, std::void_t<decltype(Map::finite_features)>>
+    : std::bool_constant<Map::finite_features> {};
 
 template <typename Map, typename = void>
 struct map_has_name : std::false_type {};

@@ -222,7 +222,16 @@ void scan_block(const Block& b, double& best, bool& ok) {
     ok = ok && block_finite(b);
 }
 
-/// What an input scan fused into a kernel found: max |x| of Q, K and V over the entries it read,
+/// Folds a block's finiteness into ok, without its magnitude: for a kernel that needs max |x|
+/// only to word an error (the feature-map engine), which then finds it with input_magnitudes
+/// on the failure path; the reduction max_abs_block adds costs about as much as this one.
+template <typename Block>
+void scan_finite(const Block& b, bool& ok) {
+    ok = ok && block_finite(b);
+}
+
+/// What an input scan fused into a kernel found: max |x| of Q, K and V over the entries it read
+/// (0 after scan_finite, which checks finiteness only),
 /// and whether they were all finite (a kernel may learn finiteness from its own products instead
 /// of the entries: online_softmax.hpp). The kernels scan each block while it is in cache, instead
 /// of a pass over all of Q, K and V before the work (report_scan turns the result into the
@@ -371,6 +380,20 @@ Magnitudes report_scan(const char* fn, const AttentionOptions& o, const InputSca
     mag.k = in.k;
     mag.v = in.v;
     if (logits) check_input_logits<Scalar>(fn, o, q, k, v, mag);
+    return mag;
+}
+
+/// max |x| of Q, K and V, finite as checked before, by a pass over each: the magnitudes of an
+/// error message, for a kernel whose fused scan checked finiteness only (scan_finite), found
+/// only on the failure path.
+template <typename Scalar>
+Magnitudes input_magnitudes(const Eigen::Ref<const Matrix<Scalar>>& q, const Eigen::Ref<const Matrix<Scalar>>& k,
+                            const Eigen::Ref<const Matrix<Scalar>>& v) {
+    Magnitudes mag;
+    mag.scanned = true;
+    finite_max_abs(q, mag.q);
+    finite_max_abs(k, mag.k);
+    finite_max_abs(v, mag.v);
     return mag;
 }
 
