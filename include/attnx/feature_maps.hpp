@@ -35,7 +35,8 @@
 ///   - optionally `static constexpr bool finite_features`: true if φ(x) is finite for every
 ///     finite x (elu + 1). With check_finite on the engine scans the inputs anyway, and then
 ///     skips its NaN/Inf check of such a map's features; false when absent (FAVOR+ in float
-///     overflows on keys of norm near 1e19).
+///     overflows on keys of norm near 1e19). A wrong claim cannot give a silent NaN: the output
+///     is still checked, and then reported as overflowed rather than naming the map's row.
 ///   - optionally `std::string name() const`, for tables and messages.
 /// `scale` is options.scale, or 1/√d when unset. queries and keys run inside OpenMP regions,
 /// with shapes already checked through feature_dim; an exception they throw is carried out of
