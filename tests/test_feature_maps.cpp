@@ -531,6 +531,59 @@ TEST(FeatureMaps, FeatureScanSkippedOnlyForMapsFiniteOnFiniteInput) {
     }
 }
 
+TEST(FeatureMaps, OverflowedSumsAreReportedEvenWhenTheOutputLooksFinite) {
+    // elu + 1 in float with q = k = 1e18 (accepted: the engine has no logit bound) and v = 0.01:
+    // the numerators (about 5e37) fit in float, the denominators (about 5e39) do not, and
+    // num / Inf = 0 gave a finite, wrong zero row (the answer is 0.01) that a scan of the output
+    // cannot see. Every path must report it.
+    using M = Matrix<float>;
+    using E = attnx::invalid_argument;
+    const Index n = 300, d = 16;
+    const M big = M::Constant(n, d, 1e18f), v = M::Constant(n, 4, 0.01f);
+    const auto overflow = ThrowsMessage<E>(AllOf(HasSubstr("the result overflowed float"), HasSubstr("max|k| = 1e+18")));
+    for (const bool causal : {false, true}) {
+        LinearAttentionOptions o;
+        o.causal = causal;
+        EXPECT_THAT([&] { attnx::linear_attention(big, big, v, EluPlusOne{}, o); }, overflow) << causal;
+    }
+    LinearAttentionState<float, EluPlusOne> st(EluPlusOne{}, d, 4);
+    EXPECT_THAT([&] { st.prefill(big, big, v); }, overflow);
+    EXPECT_EQ(st.tokens(), 0);  // a prefill that throws changes nothing
+    st.prefill(big, v);         // the state's sums themselves fit (z is about 3e20)
+    EXPECT_THAT([&] { st.query(big.topRows(3)); },  // the keys and values came with an earlier call
+                ThrowsMessage<E>(AllOf(HasSubstr("the result overflowed float"),
+                                       HasSubstr("max|q| = 1e+18; the keys and values were absorbed before"))));
+    EXPECT_THAT([&] { st.step(big.row(0), big.row(0), v.row(0)); }, overflow);
+    // One scale down everything fits, and the output is the exact 0.01.
+    const M fine = M::Constant(n, d, 1e15f);
+    EXPECT_NEAR(attnx::linear_attention(fine, fine, v, EluPlusOne{}).maxCoeff(), 0.01f, 1e-8f);
+}
+
+TEST(FeatureMaps, PrefillWithoutOutputsReportsAnOverflowedStateAndKeepsItsState) {
+    // prefill(K, V) computes no output to scan: its own sums are checked before the state changes.
+    using M = Matrix<float>;
+    using E = attnx::invalid_argument;
+    const auto x = random_qkv<float>(200, 200, 8, 4, 29, 1.0);
+    LinearAttentionState<float, EluPlusOne> st(EluPlusOne{}, 8, 4);
+    st.prefill(x.k.topRows(10), x.v.topRows(10));
+    const M before = st.sums();
+    const M huge_k = M::Constant(200, 8, 1e30f), huge_v = M::Constant(200, 4, 1e10f);  // S = 2e42
+    EXPECT_THAT([&] { st.prefill(huge_k, huge_v); },
+                ThrowsMessage<E>(AllOf(HasSubstr("prefill: the result overflowed float"),
+                                       HasSubstr("a sum of the state [S | z] is not finite although every input is "
+                                                 "finite; max|k| = 1e+30, max|v| = 1e+10)"))));
+    EXPECT_EQ(st.tokens(), 10);
+    EXPECT_EQ(st.sums(), before);
+    // A map that wrongly claims finite_features skips the feature scan, and is still caught here.
+    M k = x.k;
+    k(150, 0) = 1000;
+    LinearAttentionState<float, OverflowingKeysMap<true>> liar(OverflowingKeysMap<true>{}, 8, 4);
+    EXPECT_THAT([&] { liar.prefill(k, x.v); }, ThrowsMessage<E>(HasSubstr("a sum of the state [S | z] is not finite")));
+    EXPECT_EQ(liar.tokens(), 0);
+    LinearAttentionState<float, OverflowingKeysMap<false>> honest(OverflowingKeysMap<false>{}, 8, 4);
+    EXPECT_THAT([&] { honest.prefill(k, x.v); }, ThrowsMessage<E>(HasSubstr("key row 150 is not finite")));
+}
+
 // The input scan is fused into the kernel's reads (each block scanned while in cache): every
 // row must still be covered, whichever pass reads it or whether a pass reads it at all.
 TEST(FeatureMaps, FusedInputScanFindsEveryNonFiniteEntry) {
@@ -713,8 +766,18 @@ TEST(FeatureMaps, BadInputThrowsNamingArgumentAndSizes) {
         EXPECT_THAT([&] { ls.prefill(xl.q, xl.k, late); },
                     ThrowsMessage<E>(AllOf(HasSubstr("the result overflowed float"), HasSubstr("max|v| = 3e+38"))));
         LinearAttentionState<float, EluPlusOne> frozen(EluPlusOne{}, 8, 4, lo);
-        frozen.prefill(xl.k, late);
-        EXPECT_THAT([&] { frozen.query(xl.q); }, ThrowsMessage<E>(HasSubstr("the result overflowed float")));
+        // Without outputs the state's own sums are checked (they overflow here), before it changes.
+        EXPECT_THAT([&] { frozen.prefill(xl.k, late); }, ThrowsMessage<E>(HasSubstr("a sum of the state [S | z]")));
+        EXPECT_EQ(frozen.tokens(), 0);
+        // query: a state whose sums fit (S up to about 5e35), one late query row of 1e5 whose
+        // output overflows (about 4e39) while the others' stay below 2e37.
+        M tall = xl.v;
+        tall.row(nl - 5).setConstant(1e35f);
+        frozen.prefill(xl.k, tall);
+        M bigq = xl.q;
+        bigq.row(nl - 5).setConstant(1e5f);
+        EXPECT_TRUE(frozen.query(xl.q).allFinite());
+        EXPECT_THAT([&] { frozen.query(bigq); }, ThrowsMessage<E>(HasSubstr("the result overflowed float")));
         // Below the overflow nothing is reported.
         late.row(nl - 5).setConstant(1e30f);
         EXPECT_TRUE(attnx::linear_attention(xl.q, xl.k, late, EluPlusOne{}, lo).allFinite());

@@ -14,9 +14,11 @@
 ///  - every public entry point runs the same steps (detail::<mechanism>_checked): shape and
 ///    option checks, bind to Eigen::Ref, the kernel with the input scan fused into its reads
 ///    (detail::InputScan: max |x| and NaN/Inf of each tile of Q, K and V while it is in cache,
-///    not a pass of its own), the errors of that scan (detail::report_scan), one scan of the
-///    result (detail::check_result; the feature-map kernels check each output block as they
-///    write it and rescan only when one was not finite). Shape and option errors are thrown before any work; a
+///    not a pass of its own; the feature-map kernels, which have no logit to bound, NaN/Inf
+///    only), the errors of that scan (detail::report_scan), one scan of the result
+///    (detail::check_result; the feature-map kernels check each output block and its
+///    denominators as they write them, and a decode state's prefill its sums, and throw
+///    detail::throw_overflow). Shape and option errors are thrown before any work; a
 ///    non-finite input and the logit bound below after it, and an out buffer passed in may have
 ///    been written by then (no value computed from bad inputs is returned). Where no kernel
 ///    reads every input (the materialized exact kernel, a block layout that leaves keys

@@ -32,11 +32,13 @@
 ///     causal output depends on no future key.
 ///   - optionally `static constexpr bool uses_scale`: false if the map ignores `scale` (then a
 ///     set options.scale is an error rather than silently unused); true when absent.
-///   - optionally `static constexpr bool finite_features`: true if φ(x) is finite for every
-///     finite x (elu + 1). With check_finite on the engine scans the inputs anyway, and then
-///     skips its NaN/Inf check of such a map's features; false when absent (FAVOR+ in float
-///     overflows on keys of norm near 1e19). A wrong claim cannot give a silent NaN: the output
-///     is still checked, and then reported as overflowed rather than naming the map's row.
+///   - optionally `static constexpr bool finite_features`: true if φ(x) (phi and log_scale) is
+///     finite for every finite x (elu + 1). With check_finite on the engine scans the inputs
+///     anyway, and then skips its NaN/Inf check of such a map's features in the batch calls,
+///     prefill and query (step always checks them); false when absent (FAVOR+ in float
+///     overflows on keys of norm near 1e19). It changes nothing with check_finite off. A wrong
+///     claim cannot give a silent NaN: the outputs, and a prefill's state, are still checked,
+///     and the error then says the result overflowed instead of naming the map and the row.
 ///   - optionally `std::string name() const`, for tables and messages.
 /// `scale` is options.scale, or 1/√d when unset. queries and keys run inside OpenMP regions,
 /// with shapes already checked through feature_dim; an exception they throw is carried out of

@@ -211,8 +211,10 @@ struct LinearWorkspace {
     Matrix<Scalar> a;      ///< min(rows, 32) x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
     Vector<Scalar> rq;     ///< rows: R_i of the chunk's query rows (causal only)
     Vector<Scalar> f;      ///< rows: exp(r − R_i) (causal only)
-    /// False once an output row this thread wrote held NaN or Inf (checked while the rows are in
-    /// cache, instead of a pass over the whole output after the work; only with pb.check).
+    /// False once an output row this thread wrote, or its denominator, held NaN or Inf (checked
+    /// while the rows are in cache, instead of a pass over the whole output after the work; only
+    /// with pb.check). The denominator too: one that overflowed while the numerator did not
+    /// gives a finite zero row.
     bool out_finite = true;
 
     LinearWorkspace() = default;
@@ -367,6 +369,16 @@ void normalise_rows(const Y& y, Scalar eps, Out&& out) {
     out.array() = y.leftCols(dv).array().colwise() / (y.col(dv).array() + eps);
 }
 
+/// True if the rows formed from y = [num | den] are sound: the output rows finite and the
+/// denominators too (a numerator that overflowed shows in the output; a denominator alone that
+/// did gives a finite zero row, so it is looked at itself). Any NaN or Inf in the sums they
+/// came from shows here: the query features are finite and positive maps' are never 0, and a
+/// 0 feature times Inf is NaN.
+template <typename Y, typename Out>
+bool rows_sound(const Y& y, const Out& out) {
+    return block_finite(y.col(y.cols() - 1)) && block_finite(out);
+}
+
 /// Non-causal outputs of query rows [i0, i0 + nq) against the state st.
 template <typename Scalar, typename Map>
 Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scalar>& st, Index i0, Index nq,
@@ -382,7 +394,7 @@ Index attend_rows(const LinearProblem<Scalar, Map>& pb, const FeatureState<Scala
     auto y = ws.y.topRows(nq);
     y.noalias() = phiq * st.s;
     normalise_rows(y, pb.eps, out.middleRows(i0, nq));
-    if (pb.check && !block_finite(out.middleRows(i0, nq))) ws.out_finite = false;
+    if (pb.check && !rows_sound(y, out.middleRows(i0, nq))) ws.out_finite = false;
     return bad;
 }
 
@@ -442,7 +454,7 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const Eigen::Ref<const 
         y.middleRows(r0, rows).noalias() += a * kb.vaug.topRows(seen);
     }
     normalise_rows(y, pb.eps, out.middleRows(i0, nq));
-    if (pb.check && !block_finite(out.middleRows(i0, nq))) ws.out_finite = false;
+    if (pb.check && !rows_sound(y, out.middleRows(i0, nq))) ws.out_finite = false;
     return bad;
 }
 
@@ -887,7 +899,7 @@ void linear_checked(const char* fn, const Map& map, Index c_dim, const Eigen::Re
     if (failure.key_row >= 0 || failure.query_row >= 0)
         throw_feature_failure(fn, map, failure, input_magnitudes<Scalar>(q, k, v), scalar_name<Scalar>());
     // The kernels checked each output block as they wrote it: no pass over `out` here.
-    if (!failure.out_finite) check_result<Scalar>(fn, input_magnitudes<Scalar>(q, k, v), out);
+    if (!failure.out_finite) throw_overflow<Scalar>(fn, input_magnitudes<Scalar>(q, k, v), "a sum of the result");
 }
 
 }  // namespace detail
@@ -958,8 +970,11 @@ void performer_attention(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase
 /// Options: scale, eps, chunk (prefill) and check_finite apply; `causal` is ignored (a state is
 /// causal by construction); key_padding_mask must be empty (leave padded tokens out instead).
 /// Not thread-safe for concurrent mutation; const members may be called from many threads.
-/// After an exception thrown by step or prefill for an overflowed result, the state holds the
-/// absorbed tokens; reset() it.
+/// A prefill that throws leaves the state unchanged, whatever the error (a non-finite input, a
+/// feature map's overflow, or with check_finite on an overflow of the outputs' sums or of the
+/// state's own). A step that throws for a non-finite input or a feature overflow leaves it
+/// unchanged too; one that throws because the result overflowed has absorbed its token, and
+/// the state then holds non-finite sums that every later call reports: reset() it.
 template <typename Scalar, typename Map>
 class LinearAttentionState {
     static_assert(std::is_floating_point<Scalar>::value, "attnx::LinearAttentionState: Scalar must be float or double");
@@ -1091,8 +1106,8 @@ public:
         ++m_tokens;
         ws.y.noalias() = phiq * m_state.s;
         detail::normalise_rows(ws.y, m_eps, out);
-        if (m_options.check_finite && !detail::block_finite(out))
-            detail::check_result<Scalar>(fn, mag, out);
+        if (m_options.check_finite && !detail::rows_sound(ws.y, out))
+            detail::throw_overflow<Scalar>(fn, mag, "a sum of the result");
     }
 
     /// Attention of every row of Q (n x d) over the absorbed tokens, without changing the state
@@ -1143,7 +1158,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
             detail::throw_feature_failure(fn, m_map, f, detail::input_magnitudes<Scalar>(qr, kr, vr),
                                           detail::scalar_name<Scalar>());
         if (!detail::outputs_finite(workspaces))
-            detail::check_result<Scalar>(fn, detail::input_magnitudes<Scalar>(qr, kr, vr), out);
+            detail::throw_overflow<Scalar>(fn, detail::input_magnitudes<Scalar>(qr, kr, vr), "a sum of the result", "q");
         return out;
     }
 
@@ -1203,14 +1218,21 @@ private:
             if (m_options.check_finite) detail::check_finite_qkv<Scalar>(fn, m_options, qr, k, v);
             throw;
         }
-        if (m_options.check_finite) detail::report_scan<Scalar>(fn, m_options, failure.inputs, qr, k, v, false);
-        if (failure.key_row >= 0 || failure.query_row >= 0)
-            detail::throw_feature_failure(fn, m_map, failure, detail::input_magnitudes<Scalar>(qr, k, v),
-                                          detail::scalar_name<Scalar>());
+        if (m_options.check_finite) {
+            detail::report_scan<Scalar>(fn, m_options, failure.inputs, qr, k, v, false);
+            if (failure.key_row >= 0 || failure.query_row >= 0)
+                detail::throw_feature_failure(fn, m_map, failure, detail::input_magnitudes<Scalar>(qr, k, v),
+                                              detail::scalar_name<Scalar>());
+            // Before the state changes: the outputs' sums, and the state's own (without outputs
+            // nothing else would show them; C x (d_v + 1) entries).
+            if (!failure.out_finite)
+                detail::throw_overflow<Scalar>(fn, detail::input_magnitudes<Scalar>(qr, k, v), "a sum of the result");
+            if (!detail::block_finite(next.s))
+                detail::throw_overflow<Scalar>(fn, detail::input_magnitudes<Scalar>(qr, k, v),
+                                               "a sum of the state [S | z]", q != nullptr ? "qkv" : "kv");
+        }
         m_state = std::move(next);
         m_tokens += k.rows();
-        if (out != nullptr && !failure.out_finite)
-            detail::check_result<Scalar>(fn, detail::input_magnitudes<Scalar>(qr, k, v), *out);
     }
 
     Map m_map;

@@ -409,6 +409,27 @@ void check_result(const char* fn, const Magnitudes& mag, const Out& out, const s
                   "); rescale the inputs or use double");
 }
 
+/// check_result's error for a kernel that found the overflow itself, in a sum the output is
+/// formed from (the feature-map engine: a denominator that overflowed gives a finite, wrong
+/// zero row; a decode state's sums), whatever the output holds. `what` names the sum.
+/// `sides` says which magnitudes the call saw: "qkv", "q" (a decode state's query: its keys and
+/// values were absorbed by earlier calls) or "kv" (a prefill without queries).
+template <typename Scalar>
+[[noreturn]] void throw_overflow(const char* fn, const Magnitudes& mag, const char* what,
+                                 const std::string& sides = "qkv") {
+    std::string m;
+    const auto add = [&](char side, long double value) {
+        if (sides.find(side) == std::string::npos) return;
+        m += (m.empty() ? "max|" : ", max|") + std::string(1, side) + "| = " + sci(value);
+    };
+    add('q', mag.q);
+    add('k', mag.k);
+    add('v', mag.v);
+    if (sides == "q") m += "; the keys and values were absorbed before";
+    throw_invalid(fn, ": the result overflowed ", scalar_name<Scalar>(), " (", what,
+                  " is not finite although every input is finite; ", m, "); rescale the inputs or use double");
+}
+
 template <typename DA, typename DB>
 void check_same_scalar() {
     static_assert(std::is_same<typename DA::Scalar, typename DB::Scalar>::value,
