@@ -503,12 +503,32 @@ struct OverflowingKeysMap {
     }
 };
 
+/// Optional members of the wrong kind (see FeatureScanSkippedOnlyForMapsFiniteOnFiniteInput).
+struct IntFlag {
+    static constexpr int finite_features = 2;
+};
+struct RuntimeFlag {
+    bool uses_scale = false;
+};
+struct GoodFlags {
+    static constexpr bool uses_scale = false;
+    static constexpr bool finite_features = true;
+};
+
 TEST(FeatureMaps, FeatureScanSkippedOnlyForMapsFiniteOnFiniteInput) {
     // elu + 1 is finite on finite input, so with the inputs scanned its features are not scanned
     // again; FAVOR+ and maps that do not say so are.
     static_assert(attnx::detail::map_finite_features<EluPlusOne>::value, "elu + 1");
     static_assert(!attnx::detail::map_finite_features<PositiveRandomFeatures<float>>::value, "FAVOR+");
     static_assert(!attnx::detail::map_finite_features<ThrowingKeysMap>::value, "absent: false");
+    // The optional members must be static constexpr bool: anything else is rejected by a
+    // static_assert with a message in the entry points (optional_members_ok), not deep inside.
+    static_assert(!attnx::detail::optional_members_ok<IntFlag>::value, "int");
+    static_assert(!attnx::detail::optional_members_ok<RuntimeFlag>::value, "not static");
+    static_assert(attnx::detail::optional_members_ok<GoodFlags>::value, "static constexpr bool");
+    static_assert(attnx::detail::optional_members_ok<ThrowingKeysMap>::value, "finite_features absent");
+    static_assert(!attnx::detail::map_finite_features<IntFlag>::value && attnx::detail::map_uses_scale<RuntimeFlag>::value,
+                  "an unusable member counts as absent");
     using E = attnx::invalid_argument;
     const auto x = random_qkv<float>(300, 300, 8, 4, 17, 1.0);
     Matrix<float> k = x.k;

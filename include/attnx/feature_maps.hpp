@@ -374,15 +374,46 @@ struct feature_map_check<
                                                          std::declval<Eigen::Ref<Vector<Scalar>>>()))>>
     : std::true_type {};
 
+/// The optional members uses_scale and finite_features: declared at all (declares_*), and
+/// usable as what the concept asks for, a static constexpr bool (*_is_bool). Only a usable
+/// member counts (map_uses_scale, map_finite_features); a declared one that is not usable is
+/// rejected by optional_members_ok's static_assert in the entry points, with a message, rather
+/// than by an error deep in these templates.
+template <typename Map, typename = void>
+struct declares_uses_scale : std::false_type {};
+template <typename Map>
+struct declares_uses_scale<Map, std::void_t<decltype(&Map::uses_scale)>> : std::true_type {};
+template <typename Map, typename = void>
+struct uses_scale_is_bool : std::false_type {};
+template <typename Map>  // a static const bool has type const bool*: a non-static member is T Map::*
+struct uses_scale_is_bool<Map, std::void_t<decltype(&Map::uses_scale)>>
+    : std::is_same<decltype(&Map::uses_scale), const bool*> {};
+
+template <typename Map, typename = void>
+struct declares_finite_features : std::false_type {};
+template <typename Map>
+struct declares_finite_features<Map, std::void_t<decltype(&Map::finite_features)>> : std::true_type {};
+template <typename Map, typename = void>
+struct finite_features_is_bool : std::false_type {};
+template <typename Map>
+struct finite_features_is_bool<Map, std::void_t<decltype(&Map::finite_features)>>
+    : std::is_same<decltype(&Map::finite_features), const bool*> {};
+
+/// True if every optional member the map declares is a static constexpr bool.
+template <typename Map>
+struct optional_members_ok
+    : std::bool_constant<(!declares_uses_scale<Map>::value || uses_scale_is_bool<Map>::value) &&
+                         (!declares_finite_features<Map>::value || finite_features_is_bool<Map>::value)> {};
+
 template <typename Map, typename = void>
 struct map_uses_scale : std::true_type {};
 template <typename Map>
-struct map_uses_scale<Map, std::void_t<decltype(Map::uses_scale)>> : std::bool_constant<Map::uses_scale> {};
+struct map_uses_scale<Map, std::enable_if_t<uses_scale_is_bool<Map>::value>> : std::bool_constant<Map::uses_scale> {};
 
 template <typename Map, typename = void>
 struct map_finite_features : std::false_type {};
 template <typename Map>
-struct map_finite_features<Map, std::void_t<decltype(Map::finite_features)>>
+struct map_finite_features<Map, std::enable_if_t<finite_features_is_bool<Map>::value>>
     : std::bool_constant<Map::finite_features> {};
 
 template <typename Map, typename = void>

@@ -859,6 +859,9 @@ Index check_linear_call(const char* fn, const Eigen::MatrixBase<DQ>& q, const Ei
     static_assert(is_feature_map<Map, typename DQ::Scalar>::value,
                   "attnx::linear_attention: the feature map must provide feature_dim(d), queries(x, scale, phi) "
                   "and keys(x, scale, phi, log_scale) for the Scalar type of q, k and v (feature_maps.hpp)");
+    static_assert(optional_members_ok<Map>::value,
+                  "attnx::linear_attention: a feature map's optional uses_scale and finite_features must be "
+                  "declared 'static constexpr bool' (feature_maps.hpp)");
     check_qkv(fn, q, k, v);
     check_linear_options(fn, o, k.rows(), map_uses_scale<Map>::value, feature_map_name(map));
     return checked_feature_dim(fn, map, q.cols());
@@ -981,6 +984,9 @@ class LinearAttentionState {
     static_assert(is_feature_map<Map, Scalar>::value,
                   "attnx::LinearAttentionState: the feature map must provide feature_dim(d), queries(x, scale, phi) "
                   "and keys(x, scale, phi, log_scale) for Scalar (feature_maps.hpp)");
+    static_assert(detail::optional_members_ok<Map>::value,
+                  "attnx::LinearAttentionState: a feature map's optional uses_scale and finite_features must be "
+                  "declared 'static constexpr bool' (feature_maps.hpp)");
 
 public:
     using RowVector = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
