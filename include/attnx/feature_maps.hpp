@@ -374,46 +374,45 @@ struct feature_map_check<
                                                          std::declval<Eigen::Ref<Vector<Scalar>>>()))>>
     : std::true_type {};
 
-/// The optional members uses_scale and finite_features: declared at all (declares_*), and
-/// usable as what the concept asks for, a static constexpr bool (*_is_bool). Only a usable
-/// member counts (map_uses_scale, map_finite_features); a declared one that is not usable is
-/// rejected by optional_members_ok's static_assert in the entry points, with a message, rather
-/// than by an error deep in these templates.
+/// The optional members uses_scale and finite_features: whether the map declares one at all,
+/// and whether it is usable as what the concept asks for, a static constexpr bool (its address
+/// is a const bool*; a non-static member's is a pointer to member, which GCC rejects outright
+/// in a template argument). Only a usable member counts (map_uses_scale, map_finite_features);
+/// a declared one that is not usable is rejected by optional_members_ok's static_assert in the
+/// entry points, with a message, rather than by an error deep in these templates.
 template <typename Map, typename = void>
-struct declares_uses_scale : std::false_type {};
+struct uses_scale_member {
+    static constexpr bool declared = false, usable = false;
+};
 template <typename Map>
-struct declares_uses_scale<Map, std::void_t<decltype(&Map::uses_scale)>> : std::true_type {};
-template <typename Map, typename = void>
-struct uses_scale_is_bool : std::false_type {};
-template <typename Map>  // a static const bool has type const bool*: a non-static member is T Map::*
-struct uses_scale_is_bool<Map, std::void_t<decltype(&Map::uses_scale)>>
-    : std::is_same<decltype(&Map::uses_scale), const bool*> {};
+struct uses_scale_member<Map, std::void_t<decltype(&Map::uses_scale)>> {
+    static constexpr bool declared = true, usable = std::is_same<decltype(&Map::uses_scale), const bool*>::value;
+};
 
 template <typename Map, typename = void>
-struct declares_finite_features : std::false_type {};
+struct finite_features_member {
+    static constexpr bool declared = false, usable = false;
+};
 template <typename Map>
-struct declares_finite_features<Map, std::void_t<decltype(&Map::finite_features)>> : std::true_type {};
-template <typename Map, typename = void>
-struct finite_features_is_bool : std::false_type {};
-template <typename Map>
-struct finite_features_is_bool<Map, std::void_t<decltype(&Map::finite_features)>>
-    : std::is_same<decltype(&Map::finite_features), const bool*> {};
+struct finite_features_member<Map, std::void_t<decltype(&Map::finite_features)>> {
+    static constexpr bool declared = true, usable = std::is_same<decltype(&Map::finite_features), const bool*>::value;
+};
 
 /// True if every optional member the map declares is a static constexpr bool.
 template <typename Map>
 struct optional_members_ok
-    : std::bool_constant<(!declares_uses_scale<Map>::value || uses_scale_is_bool<Map>::value) &&
-                         (!declares_finite_features<Map>::value || finite_features_is_bool<Map>::value)> {};
+    : std::bool_constant<(!uses_scale_member<Map>::declared || uses_scale_member<Map>::usable) &&
+                         (!finite_features_member<Map>::declared || finite_features_member<Map>::usable)> {};
 
 template <typename Map, typename = void>
 struct map_uses_scale : std::true_type {};
 template <typename Map>
-struct map_uses_scale<Map, std::enable_if_t<uses_scale_is_bool<Map>::value>> : std::bool_constant<Map::uses_scale> {};
+struct map_uses_scale<Map, std::enable_if_t<uses_scale_member<Map>::usable>> : std::bool_constant<Map::uses_scale> {};
 
 template <typename Map, typename = void>
 struct map_finite_features : std::false_type {};
 template <typename Map>
-struct map_finite_features<Map, std::enable_if_t<finite_features_is_bool<Map>::value>>
+struct map_finite_features<Map, std::enable_if_t<finite_features_member<Map>::usable>>
     : std::bool_constant<Map::finite_features> {};
 
 template <typename Map, typename = void>

@@ -213,21 +213,21 @@ void max_abs_block(const Block& b, double& best) {
     if (b.size() > 0) best = std::max(best, static_cast<double>(b.cwiseAbs().maxCoeff()));
 }
 
-/// Folds a block into (best, ok): max |x| and whether all are finite. Two reductions over the
-/// whole block (not per column: the kernels' blocks are 64 to 512 rows, where a reduction per
-/// column costs more than its arithmetic).
-template <typename Block>
-void scan_block(const Block& b, double& best, bool& ok) {
-    max_abs_block(b, best);
-    ok = ok && block_finite(b);
-}
-
 /// Folds a block's finiteness into ok, without its magnitude: for a kernel that needs max |x|
 /// only to word an error (the feature-map engine), which then finds it with input_magnitudes
 /// on the failure path; the reduction max_abs_block adds costs about as much as this one.
 template <typename Block>
 void scan_finite(const Block& b, bool& ok) {
     ok = ok && block_finite(b);
+}
+
+/// Folds a block into (best, ok): max |x| and whether all are finite. Two reductions over the
+/// whole block (not per column: the kernels' blocks are 64 to 512 rows, where a reduction per
+/// column costs more than its arithmetic).
+template <typename Block>
+void scan_block(const Block& b, double& best, bool& ok) {
+    max_abs_block(b, best);
+    scan_finite(b, ok);
 }
 
 /// What an input scan fused into a kernel found: max |x| of Q, K and V over the entries it read
