@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -583,6 +584,91 @@ TEST(MultiHead, GroupedDecodeEqualsTheLoopForAnyLayoutAndThreadCount) {
                                                        slice(one.vv(), 1, 1, 1500).cast<double>().eval());
     const Matrix<float> head = slice(HeadsView<const float>::bnhd(got.data(), 2, 1, 8, 128), 1, 5, 1);
     EXPECT_LE(attnx::compare(head.cast<double>().eval(), want).rel_fro, 1e-5);
+}
+
+// One query against a token-major cache: the step reads K and V rows in place
+// (detail/single_query.hpp) and must still give the bits of the column-major copy the loop
+// makes, for sizes that are not multiples of the packet size (dims, value dims, tile ends).
+template <typename S>
+void expect_single_query_layouts_agree(Index d, Index dv, Index n, std::uint64_t seed) {
+    const Matrix<S> k = attnx::random_normal<S>(n, d, seed, 1, 0.0, 1.5);
+    const Matrix<S> v = attnx::random_normal<S>(n, dv, seed, 2, 0.0, 1.0);
+    Matrix<S> q = attnx::random_normal<S>(1, d, seed, 3, 0.0, 1.0);
+    if (d > 2) q(0, 1) = S(0);  // some exact zeros and negative zeros in the products
+    const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> k_rows = k, v_rows = v;
+    constexpr int P = attnx::detail::QueryPackets<S>::P;
+    std::vector<S> q_pad(static_cast<std::size_t>(attnx::detail::ceil_div(d, Index(P)) * P), S(0));
+    std::copy(q.data(), q.data() + d, q_pad.begin());
+    std::vector<S> s_col(static_cast<std::size_t>(n)), s_row(s_col.size());
+    attnx::detail::single_query_scores<S>(attnx::detail::TileMap<S>(k.data(), n, d, Eigen::OuterStride<>(n)),
+                                          q_pad.data(), s_col.data());
+    attnx::detail::single_query_scores<S>(attnx::detail::RowTileMap<S>(k_rows.data(), n, d, Eigen::OuterStride<>(d)),
+                                          q_pad.data(), s_row.data());
+    EXPECT_EQ(0, std::memcmp(s_col.data(), s_row.data(), s_col.size() * sizeof(S))) << "scores, d " << d << ", n " << n;
+    const Eigen::Matrix<double, Eigen::Dynamic, 1> s_ref = k.template cast<double>() * q.template cast<double>().transpose();
+    for (Index j = 0; j < n; ++j)  // a sum of d products: |error| <= d eps sum |k_jc q_c|
+        EXPECT_NEAR(double(s_col[static_cast<std::size_t>(j)]), s_ref(j),
+                    double(d) * std::numeric_limits<S>::epsilon() *
+                        (k.row(j).cwiseAbs().template cast<double>() * q.cwiseAbs().template cast<double>().transpose())(0, 0))
+            << "score " << j;
+    std::vector<S> p(s_col.size());
+    for (std::size_t j = 0; j < p.size(); ++j) p[j] = j % 5 == 0 ? S(0) : std::exp(-std::abs(s_col[j]));
+    std::vector<S> o_col(static_cast<std::size_t>(dv)), o_row(o_col.size());
+    attnx::detail::single_query_weighted_sum<S>(attnx::detail::TileMap<S>(v.data(), n, dv, Eigen::OuterStride<>(n)),
+                                                p.data(), o_col.data());
+    attnx::detail::single_query_weighted_sum<S>(
+        attnx::detail::RowTileMap<S>(v_rows.data(), n, dv, Eigen::OuterStride<>(dv)), p.data(), o_row.data());
+    EXPECT_EQ(0, std::memcmp(o_col.data(), o_row.data(), o_col.size() * sizeof(S))) << "sums, dv " << dv << ", n " << n;
+    const Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, 1>> pm(p.data(), n);
+    const Eigen::Matrix<double, Eigen::Dynamic, 1> o_ref = v.template cast<double>().transpose() * pm.template cast<double>();
+    const Eigen::Matrix<double, Eigen::Dynamic, 1> o_abs =
+        v.cwiseAbs().template cast<double>().transpose() * pm.template cast<double>();
+    for (Index c = 0; c < dv; ++c)
+        EXPECT_NEAR(double(o_col[static_cast<std::size_t>(c)]), o_ref(c), double(n) * std::numeric_limits<S>::epsilon() * o_abs(c))
+            << "sum " << c;
+}
+
+TEST(MultiHead, SingleQueryProductsGiveTheSameBitsInEitherLayout) {
+    for (const Index d : {1, 3, 8, 17, 64, 100, 128})
+        for (const Index n : {1, 7, 16, 33, 128}) {
+            expect_single_query_layouts_agree<float>(d, d == 17 ? 5 : d, n, std::uint64_t(70 + d + n));
+            expect_single_query_layouts_agree<double>(d, d == 17 ? 5 : d, n, std::uint64_t(80 + d + n));
+        }
+}
+
+TEST(MultiHead, InPlaceDecodeEqualsTheLoopForOddSizes) {
+    // d, d_v, N_k (with key_tile 128 and 100: partial last tiles, key parts, tiles shorter than a packet).
+    const Batch<float> small(2, 1, 37, 4, 2, 17, 5, 90);
+    const Batch<float> odd(1, 1, 1033, 6, 3, 100, 36, 91);
+    const Batch<double> dbl(2, 1, 1031, 4, 1, 3, 9, 92);
+    MultiHeadOptions lengths;
+    lengths.key_lengths = {37, 9};
+    MultiHeadOptions padded;
+    padded.key_padding_mask.assign(2 * 1031, false);
+    for (std::size_t j = 0; j < padded.key_padding_mask.size(); j += 3) padded.key_padding_mask[j] = true;
+    MultiHeadOptions causal;  // one query: bottom-right aligned, so it sees every key
+    causal.causal = true;
+    attnx::Exact tiles100;
+    tiles100.options.key_tile = 100;
+    EXPECT_EQ(run_layer(attnx::Exact{}, small), reference_loop(attnx::Exact{}, small, {}));
+    EXPECT_EQ(run_layer(attnx::Exact{}, small, lengths), reference_loop(attnx::Exact{}, small, lengths));
+    EXPECT_EQ(run_layer(attnx::Exact{}, odd), reference_loop(attnx::Exact{}, odd, {}));
+    EXPECT_EQ(run_layer(tiles100, odd, causal), reference_loop(tiles100, odd, causal));
+    EXPECT_EQ(run_layer(attnx::Exact{}, dbl, padded), reference_loop(attnx::Exact{}, dbl, padded));
+    // BHND (unit stride along D, token stride D) is read in place too.
+    std::vector<float> k_bhnd(odd.k.size()), v_bhnd(odd.v.size());
+    const auto kv = odd.kv(), vv = odd.vv();
+    const auto kb = HeadsView<float>::bhnd(k_bhnd.data(), 1, 3, 1033, 100);
+    const auto vb = HeadsView<float>::bhnd(v_bhnd.data(), 1, 3, 1033, 36);
+    for (Index h = 0; h < 3; ++h)
+        for (Index n = 0; n < 1033; ++n) {
+            for (Index c = 0; c < 100; ++c) kb(0, n, h, c) = kv(0, n, h, c);
+            for (Index c = 0; c < 36; ++c) vb(0, n, h, c) = vv(0, n, h, c);
+        }
+    std::vector<float> ob = odd.out_buffer();
+    attnx::multi_head_attention(attnx::Exact{}, odd.qv(), HeadsView<const float>::bhnd(k_bhnd.data(), 1, 3, 1033, 100),
+                                HeadsView<const float>::bhnd(v_bhnd.data(), 1, 3, 1033, 36), odd.ov(ob));
+    EXPECT_EQ(ob, reference_loop(attnx::Exact{}, odd, {})) << "BHND";
 }
 
 TEST(MultiHead, GroupedDecodeReportsTheLowestFailingItemsError) {

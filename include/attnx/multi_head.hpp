@@ -521,13 +521,15 @@ struct HeadScratch {
 /// sequence with at most one query tile (L_q <= query_tile: decoding, speculative decoding, short
 /// prefill). Not API.
 ///
-/// The units of work are (b, key/value head, key part). A unit gathers each key tile of its K and
-/// V slices once into a small column-major tile (one pass over the cache, not one per query head)
-/// and runs the online-softmax step of every query head of its group on it (Ainslie et al.,
-/// arXiv:2305.13245v3: a group shares its keys, so it should read them once). Per head, the
-/// arithmetic is the single-head kernel's: the same key tiles, key parts (key_parts), steps
-/// (online_step) and merge (merge_parts), on column-major operands (Eigen 3.4's GEMV and GEMM
-/// round the same for any outer stride); the result is bit-identical to the loop of
+/// The units of work are (b, key/value head, key part). A unit takes each key tile of its K and V
+/// slices once and runs the online-softmax step of every query head of its group on it (Ainslie
+/// et al., arXiv:2305.13245v3: a group shares its keys, so it should read them once). With one
+/// query per sequence (decoding) and token-major K and V (unit stride along D), the step reads the
+/// tile's rows in place (single_query.hpp: the same bits as a column-major copy); otherwise the
+/// tile is first gathered into a small column-major copy. Per head, the arithmetic is the
+/// single-head kernel's: the same key tiles, key parts (key_parts), steps (online_step) and merge
+/// (merge_parts), on operands that round the same in either layout (Eigen 3.4's GEMM for any outer
+/// stride; single_query.hpp for one query); the result is bit-identical to the loop of
 /// exact_attention calls, for any thread count.
 ///
 /// With check_finite on, the input checks are fused as in exact_fused_checked: Q's finiteness
@@ -636,6 +638,15 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
         }
         scatter_slice<Scalar>(t.og.data(), lq, out, b, h);
     };
+    // One query against token-major K and V (unit stride along D: BNHD, BHND, packed QKV): the
+    // single-query step reads their rows in place, with the bits of the column-major gather.
+    const bool in_place = k.stride_dim == 1 && v.stride_dim == 1;
+    const auto k_row = [&](Index b, Index hk, Index j) {
+        return k.data + b * k.stride_batch + hk * k.stride_head + j * k.stride_token;
+    };
+    const auto v_row = [&](Index b, Index hk, Index j) {
+        return v.data + b * v.stride_batch + hk * v.stride_head + j * v.stride_token;
+    };
     bool any_merge = false;
     for (const Sequence& sq : seqs) any_merge = any_merge || sq.parts != 1;
     RegionErrors errors;
@@ -665,6 +676,13 @@ ATTNX_OMP(for schedule(dynamic, 1))
                     const KeyRange kr = sq.tiles.range(0, tile);
                     const Index j0 = kr.begin, bk = kr.end - kr.begin;
                     if (bk <= 0) continue;
+                    if (lq == 1 && in_place) {  // one query: the cache's rows as they are
+                        const RowTileMap<Scalar> kt(k_row(un.b, un.hk, j0), bk, d, Eigen::OuterStride<>(k.stride_token));
+                        const RowTileMap<Scalar> vt(v_row(un.b, un.hk, j0), bk, dv, Eigen::OuterStride<>(v.stride_token));
+                        for (Index g = 0; g < group; ++g)
+                            online_step<Scalar>(kt, vt, sq.mask, 0, 1, j0, t.ws[static_cast<std::size_t>(g)], false);
+                        continue;
+                    }
                     gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max);
                     gather_rows<Scalar>(v, un.b, un.hk, j0, bk, t.vt.data(), bk_max);
                     const TileMap<Scalar> kt(t.kt.data(), bk, d, Eigen::OuterStride<>(bk_max));

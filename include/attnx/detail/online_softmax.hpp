@@ -35,6 +35,7 @@
 #include "attnx/detail/checks.hpp"
 #include "attnx/detail/mask.hpp"
 #include "attnx/detail/parallel.hpp"
+#include "attnx/detail/single_query.hpp"
 
 namespace attnx {
 namespace detail {
@@ -101,6 +102,8 @@ struct OnlineWorkspace {
     Matrix<Scalar> st_buf;   ///< bk x bq: transposed scores, then probabilities
     Matrix<Scalar> acc_buf;  ///< bq x d_v: unnormalised output
     Vector<Scalar> m, l, alpha;
+    Vector<Scalar> q_row;  ///< one query (bq = 1): the scaled row, zero-padded to a multiple of the packet size
+    Vector<Scalar> pv;     ///< one query: the tile's weighted sum of value rows
     Index ld_q = 0, ld_k = 0;
     bool scan_keys = false;     ///< scan the visited K and V tiles into `scan` (ScanInputs)
     bool scan_queries = false;  ///< scan the query tiles into `scan`
@@ -116,6 +119,7 @@ struct OnlineWorkspace {
 
     OnlineWorkspace(Index bq_cap, Index bk_cap, Index d, Index dv)
         : qs_buf(bq_cap, d), st_buf(bk_cap, bq_cap), acc_buf(bq_cap, dv), m(bq_cap), l(bq_cap), alpha(bq_cap),
+          q_row(Vector<Scalar>::Zero(ceil_div(d, Index(QueryPackets<Scalar>::P)) * QueryPackets<Scalar>::P)), pv(dv),
           ld_q(bq_cap), ld_k(bk_cap) {}
 
     /// Lays the tiles out as in a workspace allocated for exactly (bq, bk) (bq, bk <= the capacities).
@@ -133,6 +137,7 @@ template <typename Scalar>
 void online_begin(const Eigen::Ref<const Matrix<Scalar>>& q, Scalar scale, Index i0, Index bq,
                   OnlineWorkspace<Scalar>& ws) {
     ws.qs(bq).noalias() = q.middleRows(i0, bq) * scale;
+    if (bq == 1) ws.q_row.head(q.cols()) = ws.qs(1).row(0).transpose();  // its padding stays zero
     if (ws.scan_queries) {
         if (ws.scan_max) max_abs_block(q.middleRows(i0, bq), ws.scan.q);
         ws.scan.q_ok = ws.scan.q_ok && block_finite(q.middleRows(i0, bq));
@@ -142,12 +147,6 @@ void online_begin(const Eigen::Ref<const Matrix<Scalar>>& q, Scalar scale, Index
     ws.acc(bq).setZero();
 }
 
-/// A tile of K or V rows: column-major, any outer stride. Every caller passes its tiles as this
-/// one type, so online_step is compiled once per Scalar and its scalar arithmetic (which the
-/// compiler may contract into FMAs) is the same for the single-head kernel and the grouped path.
-template <typename Scalar>
-using TileMap = Eigen::Map<const Matrix<Scalar>, 0, Eigen::OuterStride<>>;
-
 /// Rows [j0, j0 + rows) of a column-major matrix as a TileMap.
 template <typename Scalar>
 TileMap<Scalar> tile_rows(const Eigen::Ref<const Matrix<Scalar>>& x, Index j0, Index rows) {
@@ -155,13 +154,20 @@ TileMap<Scalar> tile_rows(const Eigen::Ref<const Matrix<Scalar>>& x, Index j0, I
 }
 
 /// One key tile [j0, j0 + kt.rows()) of the online softmax for the bq queries started in ws by
-/// online_begin: kt and vt are that tile's rows of K and V (any outer stride gives the same
-/// bits). The fused scan (ws.scan_keys) learns the finiteness of the key rows from the scores;
-/// with max_tiles it also raises ws.scan.k and .v to max |x| over the tiles, each right after
-/// the product that read it (so while it is in L1).
-template <typename Scalar>
-void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const MaskSpec& mask, Index i0, Index bq,
-                 Index j0, OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+/// online_begin: kt and vt are that tile's rows of K and V, as column-major TileMaps (any outer
+/// stride gives the same bits) or, for one query (bq = 1) only, as row-major RowTileMaps (the same
+/// bits again: single_query.hpp). The fused scan (ws.scan_keys) learns the finiteness of the key
+/// rows from the scores; with max_tiles it also raises ws.scan.k and .v to max |x| over the tiles,
+/// each right after the product that read it (so while it is in L1).
+///
+/// Every caller passes its tiles as one of these two types, so online_step is compiled once per
+/// Scalar and tile type, and its scalar arithmetic (which the compiler may contract into FMAs) is
+/// the same for the single-head kernel and multi_head_attention's grouped path.
+template <typename Scalar, typename KTile, typename VTile>
+void online_step(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i0, Index bq, Index j0,
+                 OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+    static_assert(is_row_tile<KTile>::value == is_row_tile<VTile>::value, "attnx: K and V tiles of one layout");
+    eigen_assert(bq == 1 || !is_row_tile<KTile>::value);  // row-major tiles: one query only
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
     const Index bk = kt.rows();
     auto qs = ws.qs(bq);
@@ -170,20 +176,13 @@ void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const Mas
     auto alpha = ws.alpha.head(bq);
     auto acc = ws.acc(bq);
     auto st = ws.st(bk, bq);
-    // One query (a matrix-vector product): the scores in slices of at most 64 columns of K.
-    // Eigen's GEMV sums 128 or more columns in blocks whose width depends on K's outer stride,
-    // and the result must not depend on the layout K came in (multi_head_attention's grouped
-    // path: bit-identical to single-head calls). Eigen's GEMM (bq > 1) blocks by sizes only.
-    constexpr Index slice = 64;
-    const Index d = kt.cols();
-    if (d < 2 * slice || bq > 1) {
+    // One query: the scores in the fixed order of single_query.hpp, the same for either layout
+    // (Eigen's GEMV sums in blocks that depend on K's layout). More: Eigen's GEMM, which blocks by
+    // sizes only (column-major tiles).
+    if (bq == 1) {
+        single_query_scores<Scalar>(kt, ws.q_row.data(), st.data());
+    } else if constexpr (!is_row_tile<KTile>::value) {
         st.noalias() = kt * qs.transpose();
-    } else {
-        st.noalias() = kt.leftCols(slice) * qs.leftCols(slice).transpose();
-        for (Index c0 = slice; c0 < d; c0 += slice) {
-            const Index w = std::min(slice, d - c0);
-            st.noalias() += kt.middleCols(c0, w) * qs.middleCols(c0, w).transpose();
-        }
     }
     if (ws.scan_keys) {
         ws.scan.k_ok = ws.scan.k_ok && block_finite(st);  // ScanInputs: NaN/Inf of the key rows
@@ -212,7 +211,12 @@ void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const Mas
     }
     if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
     if (rescale) acc.array().colwise() *= alpha.array();
-    acc.noalias() += st.transpose() * vt;
+    if (bq == 1) {
+        single_query_weighted_sum<Scalar>(vt, st.data(), ws.pv.data());
+        acc.row(0) += ws.pv.transpose();
+    } else if constexpr (!is_row_tile<VTile>::value) {
+        acc.noalias() += st.transpose() * vt;
+    }
     if (ws.scan_keys && max_tiles) max_abs_block(vt, ws.scan.v);
 }
 
