@@ -178,25 +178,28 @@ void single_query_scores(const TileMap<Scalar>& kt, const Scalar* q, Scalar* s) 
     }
 }
 
-/// The same scores for a row-major tile.
+/// The same scores for a row-major tile: one key at a time, its lanes in one packet.
 template <typename Scalar>
 void single_query_scores(const RowTileMap<Scalar>& kt, const Scalar* q, Scalar* s) {
     using QP = QueryPackets<Scalar>;
     using Packet = typename QP::Packet;
     constexpr int P = QP::P;
     const Index bk = kt.rows(), d = kt.cols(), ld = kt.outerStride();
+    const Index d_full = d / P * P;
+    const int d_tail = static_cast<int>(d - d_full);  // the padded dims of q are 0
     const Scalar* base = kt.data();
+    typename QP::Block b;  // b.packet[r]: key j + r, lane l of dims
     for (Index j = 0; j < bk; j += P) {
         const int n = static_cast<int>(std::min<Index>(P, bk - j));  // keys in this block
-        typename QP::Block b;  // b.packet[r]: key j + r, a packet over P dims
-        static_for<P>([&](auto r) { b.packet[r] = QP::zero(); });
-        for (Index c0 = 0; c0 < d; c0 += P) {
-            const int w = static_cast<int>(std::min<Index>(P, d - c0));  // the padded dims of q are 0
-            const Packet qp = Eigen::internal::ploadu<Packet>(q + c0);
-            static_for<P>([&](auto r) {
-                if (r < n) b.packet[r] = QP::fma(QP::load(base + (j + r) * ld + c0, w), qp, b.packet[r]);
-            });
+        for (int r = 0; r < n; ++r) {
+            const Scalar* row = base + (j + r) * ld;
+            Packet a = QP::zero();
+            for (Index c0 = 0; c0 < d_full; c0 += P)
+                a = QP::fma(Eigen::internal::ploadu<Packet>(row + c0), Eigen::internal::ploadu<Packet>(q + c0), a);
+            if (d_tail > 0) a = QP::fma(QP::load(row + d_full, d_tail), Eigen::internal::ploadu<Packet>(q + d_full), a);
+            b.packet[r] = a;
         }
+        for (int r = n; r < P; ++r) b.packet[r] = QP::zero();
         QP::tree_transposed(b, n, s + j);
     }
 }
@@ -245,33 +248,48 @@ void single_query_weighted_sum(const TileMap<Scalar>& vt, const Scalar* p, Scala
     }
 }
 
-/// The same weighted sum for a row-major tile.
+/// The same weighted sum for a row-major tile: one lane of keys at a time, each of its rows read
+/// for up to 8 packets of dims at once (contiguous), the lanes kept on the stack for the tree.
 template <typename Scalar>
 void single_query_weighted_sum(const RowTileMap<Scalar>& vt, const Scalar* p, Scalar* out) {
     using QP = QueryPackets<Scalar>;
     using Packet = typename QP::Packet;
     constexpr int P = QP::P;
+    constexpr int CP = 8;  // packets of dims per block
     const Index bk = vt.rows(), dv = vt.cols(), ld = vt.outerStride();
-    const Scalar* base = vt.data();
     const int tail = static_cast<int>(bk % P);
-    for (Index c0 = 0; c0 < dv; c0 += P) {
-        const int w = static_cast<int>(std::min<Index>(P, dv - c0));  // dims in this block
-        Packet acc[P];  // lane l of keys: a packet over the block's dims
-        static_for<P>([&](auto l) { acc[l] = QP::zero(); });
-        const auto step = [&](auto l, Index j) {
-            acc[l] = QP::fma(QP::load(base + j * ld + c0, w), Eigen::internal::pset1<Packet>(p[j]), acc[l]);
-        };
-        Index j = 0;
-        for (; j + P <= bk; j += P) static_for<P>([&](auto l) { step(l, j + l); });
-        if (tail > 0)
-            static_for<P>([&](auto l) {
-                if (l < tail)
-                    step(l, j + l);
-                else
-                    acc[l] = QP::pad(acc[l]);  // keys past the tile
-            });
-        QP::tree(acc);
-        QP::store(out + c0, acc[0], w);
+    const Scalar* base = vt.data();
+    Packet lanes[CP][P];  // lanes[c][l]: lane l of keys (j mod P = l) for dim packet c of the block
+    Index c0 = 0;
+    for (; c0 + CP * P <= dv; c0 += CP * P) {
+        for (int l = 0; l < P; ++l) {
+            Packet a[CP];  // in registers: every index below is a constant
+            static_for<CP>([&](auto c) { a[c] = QP::zero(); });
+            for (Index j = l; j < bk; j += P) {
+                const Scalar* row = base + j * ld + c0;
+                const Packet pj = Eigen::internal::pset1<Packet>(p[j]);
+                static_for<CP>([&](auto c) { a[c] = QP::fma(Eigen::internal::ploadu<Packet>(row + c * P), pj, a[c]); });
+            }
+            if (tail > 0 && l >= tail) static_for<CP>([&](auto c) { a[c] = QP::pad(a[c]); });  // keys past the tile
+            static_for<CP>([&](auto c) { lanes[c][l] = a[c]; });
+        }
+        for (int c = 0; c < CP; ++c) {
+            QP::tree(lanes[c]);
+            Eigen::internal::pstoreu(out + c0 + c * P, lanes[c][0]);
+        }
+    }
+    // The last dims: the same operations, one packet of dims at a time.
+    for (; c0 < dv; c0 += P) {
+        const int w = static_cast<int>(std::min<Index>(P, dv - c0));
+        for (int l = 0; l < P; ++l) {
+            Packet a = QP::zero();
+            for (Index j = l; j < bk; j += P)
+                a = QP::fma(QP::load(base + j * ld + c0, w), Eigen::internal::pset1<Packet>(p[j]), a);
+            if (tail > 0 && l >= tail) a = QP::pad(a);
+            lanes[0][l] = a;
+        }
+        QP::tree(lanes[0]);
+        QP::store(out + c0, lanes[0][0], w);
     }
 }
 
