@@ -629,7 +629,7 @@ void expect_single_query_layouts_agree(Index d, Index dv, Index n, std::uint64_t
 }
 
 TEST(MultiHead, SingleQueryProductsGiveTheSameBitsInEitherLayout) {
-    for (const Index d : {1, 3, 8, 17, 64, 100, 128})
+    for (const Index d : {1, 3, 8, 17, 48, 64, 100, 128, 200})
         for (const Index n : {1, 7, 16, 33, 128}) {
             expect_single_query_layouts_agree<float>(d, d == 17 ? 5 : d, n, std::uint64_t(70 + d + n));
             expect_single_query_layouts_agree<double>(d, d == 17 ? 5 : d, n, std::uint64_t(80 + d + n));

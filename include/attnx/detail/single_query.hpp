@@ -248,49 +248,68 @@ void single_query_weighted_sum(const TileMap<Scalar>& vt, const Scalar* p, Scala
     }
 }
 
-/// The same weighted sum for a row-major tile: one lane of keys at a time, each of its rows read
-/// for up to 8 packets of dims at once (contiguous), the lanes kept on the stack for the tree.
+/// Dims [c0, c0 + CP·P) of single_query_weighted_sum for a row-major tile: one lane of keys at a
+/// time, each of its rows read for the CP packets at once (contiguous), into CP accumulators in
+/// registers; the lanes kept on the stack for the tree.
+template <int CP, typename Scalar>
+void single_query_weighted_rows(const RowTileMap<Scalar>& vt, const Scalar* p, Index c0, Scalar* out) {
+    using QP = QueryPackets<Scalar>;
+    using Packet = typename QP::Packet;
+    constexpr int P = QP::P;
+    const Index bk = vt.rows(), ld = vt.outerStride();
+    const int tail = static_cast<int>(bk % P);
+    Packet lanes[CP][P];  // lanes[c][l]: lane l of keys (j mod P = l) for dim packet c
+    for (int l = 0; l < P; ++l) {
+        Packet a[CP];  // every index below is a constant
+        static_for<CP>([&](auto c) { a[c] = QP::zero(); });
+        for (Index j = l; j < bk; j += P) {
+            const Scalar* row = vt.data() + j * ld + c0;
+            const Packet pj = Eigen::internal::pset1<Packet>(p[j]);
+            static_for<CP>([&](auto c) { a[c] = QP::fma(Eigen::internal::ploadu<Packet>(row + c * P), pj, a[c]); });
+        }
+        if (tail > 0 && l >= tail) static_for<CP>([&](auto c) { a[c] = QP::pad(a[c]); });  // keys past the tile
+        static_for<CP>([&](auto c) { lanes[c][l] = a[c]; });
+    }
+    for (int c = 0; c < CP; ++c) {
+        QP::tree(lanes[c]);
+        Eigen::internal::pstoreu(out + c0 + c * P, lanes[c][0]);
+    }
+}
+
+/// The same weighted sum for a row-major tile: blocks of 8, 4, 2, 1 packets of dims
+/// (single_query_weighted_rows), then the last dims padded to a packet.
 template <typename Scalar>
 void single_query_weighted_sum(const RowTileMap<Scalar>& vt, const Scalar* p, Scalar* out) {
     using QP = QueryPackets<Scalar>;
     using Packet = typename QP::Packet;
     constexpr int P = QP::P;
-    constexpr int CP = 8;  // packets of dims per block
     const Index bk = vt.rows(), dv = vt.cols(), ld = vt.outerStride();
-    const int tail = static_cast<int>(bk % P);
-    const Scalar* base = vt.data();
-    Packet lanes[CP][P];  // lanes[c][l]: lane l of keys (j mod P = l) for dim packet c of the block
     Index c0 = 0;
-    for (; c0 + CP * P <= dv; c0 += CP * P) {
-        for (int l = 0; l < P; ++l) {
-            Packet a[CP];  // in registers: every index below is a constant
-            static_for<CP>([&](auto c) { a[c] = QP::zero(); });
-            for (Index j = l; j < bk; j += P) {
-                const Scalar* row = base + j * ld + c0;
-                const Packet pj = Eigen::internal::pset1<Packet>(p[j]);
-                static_for<CP>([&](auto c) { a[c] = QP::fma(Eigen::internal::ploadu<Packet>(row + c * P), pj, a[c]); });
-            }
-            if (tail > 0 && l >= tail) static_for<CP>([&](auto c) { a[c] = QP::pad(a[c]); });  // keys past the tile
-            static_for<CP>([&](auto c) { lanes[c][l] = a[c]; });
-        }
-        for (int c = 0; c < CP; ++c) {
-            QP::tree(lanes[c]);
-            Eigen::internal::pstoreu(out + c0 + c * P, lanes[c][0]);
-        }
+    for (; c0 + 8 * P <= dv; c0 += 8 * P) single_query_weighted_rows<8>(vt, p, c0, out);
+    if (c0 + 4 * P <= dv) {
+        single_query_weighted_rows<4>(vt, p, c0, out);
+        c0 += 4 * P;
     }
-    // The last dims: the same operations, one packet of dims at a time.
-    for (; c0 < dv; c0 += P) {
-        const int w = static_cast<int>(std::min<Index>(P, dv - c0));
-        for (int l = 0; l < P; ++l) {
-            Packet a = QP::zero();
-            for (Index j = l; j < bk; j += P)
-                a = QP::fma(QP::load(base + j * ld + c0, w), Eigen::internal::pset1<Packet>(p[j]), a);
-            if (tail > 0 && l >= tail) a = QP::pad(a);
-            lanes[0][l] = a;
-        }
-        QP::tree(lanes[0]);
-        QP::store(out + c0, lanes[0][0], w);
+    if (c0 + 2 * P <= dv) {
+        single_query_weighted_rows<2>(vt, p, c0, out);
+        c0 += 2 * P;
     }
+    if (c0 + P <= dv) {
+        single_query_weighted_rows<1>(vt, p, c0, out);
+        c0 += P;
+    }
+    if (c0 == dv) return;
+    const int w = static_cast<int>(dv - c0), tail = static_cast<int>(bk % P);
+    Packet lanes[P];
+    for (int l = 0; l < P; ++l) {
+        Packet a = QP::zero();
+        for (Index j = l; j < bk; j += P)
+            a = QP::fma(QP::load(vt.data() + j * ld + c0, w), Eigen::internal::pset1<Packet>(p[j]), a);
+        if (tail > 0 && l >= tail) a = QP::pad(a);
+        lanes[l] = a;
+    }
+    QP::tree(lanes);
+    QP::store(out + c0, lanes[0], w);
 }
 
 #if defined(__GNUC__)
