@@ -46,14 +46,16 @@
 ///
 /// Decoding (exact attention, streaming kernel, every sequence's L_q <= query_tile, e.g. one new
 /// token against a KV cache): the work is split by (b, key/value head, key part) instead, and
-/// each tile of 128 keys is gathered from the cache once and used by every query head of its
-/// group while it is in cache (grouped-query attention reads its cache once, not H_q / H_kv
-/// times; Ainslie et al., Sec. 2). Same results (bit-identical to the single-head loop) and same
-/// errors; memory: per thread one key tile of K and V and one item's queries and output; per
-/// call, for sequences of 8 key tiles or more (over 896 keys at the default key_tile), the partial
-/// results of the key parts (at most 8 of L_q x (D_v + 2) per item). Measured (2-core AMD EPYC VM, H_q 32, H_kv 8, D 128): K and V read
-/// at 0.49 (4096 keys) and 0.81 (32768 keys) of a same-run memory copy's rate, up from 0.18 and
-/// 0.11 (README, "Decoding, measured").
+/// each tile of 128 keys is read from the cache once and used by every query head of its group
+/// while it is in cache (grouped-query attention reads its cache once, not H_q / H_kv times;
+/// Ainslie et al., Sec. 2). With one query per sequence and a token-major cache (unit stride
+/// along D) the tiles are read in place; otherwise each is gathered into a small column-major
+/// copy. Same results (bit-identical to the single-head loop) and same errors; memory: per
+/// thread one item's queries and output, and one key tile of K and V where a tile is gathered;
+/// per call, for sequences of 8 key tiles or more (over 896 keys at the default key_tile), the
+/// partial results of the key parts (at most 8 of L_q x (D_v + 2) per item). Measured (2-core
+/// AMD EPYC VM with AVX-512, H_q 32, H_kv 8, D 128): K and V read at 0.57–0.91 (4096 keys) and
+/// 0.57–1.07 (32768 keys) of a same-run memory copy's rate (README, "Decoding, measured").
 ///
 /// Errors: attnx::invalid_argument before any work for mismatched B, D, N or H_kv between q, k,
 /// v and out; H_q not divisible by H_kv; negative sizes or D = 0; a null pointer with a non-zero
@@ -66,7 +68,8 @@
 /// any thread count. After an exception the contents of out are unspecified.
 ///
 /// Cost: the sum of the mechanism's cost over the B·H_q items (Linformer: projections over
-/// B·H_kv), plus one gather of each slice, O(B·(N_q·H_q + N_k·H_kv)·D) copies.
+/// B·H_kv), plus one gather of each slice, O(B·(N_q·H_q + N_k·H_kv)·D) copies (none of K and V
+/// when decoding from a token-major cache).
 #ifndef ATTNX_MULTI_HEAD_HPP
 #define ATTNX_MULTI_HEAD_HPP
 
@@ -613,16 +616,24 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
     std::vector<char> q_ok(static_cast<std::size_t>(n_items), 1), redo(static_cast<std::size_t>(n_items), 0);
     std::vector<char> kv_ok(static_cast<std::size_t>(n_units * group), 1);
 
+    // One query against token-major K and V (unit stride along D: BNHD, BHND, packed QKV): the
+    // single-query step reads their rows in place, with the bits of the column-major gather.
+    const bool in_place = k.stride_dim == 1 && v.stride_dim == 1;
+    bool gathers = !in_place;  // some sequence's key tiles are gathered into kt, vt
+    for (const Sequence& sq : seqs) gathers = gathers || (sq.parts > 0 && sq.lq > 1);
+
     struct ThreadScratch {
-        Matrix<Scalar> kt, vt, qg, og;            // a K and a V tile; one item's queries and output
+        Matrix<Scalar> kt, vt, qg, og;            // a K and a V tile (if gathered); one item's queries and output
         std::vector<OnlineWorkspace<Scalar>> ws;  // one per query head of a group
     };
     const SerialScope serial(run_serially(flops));
     const int team = team_size();
     std::vector<ThreadScratch> scratch(static_cast<std::size_t>(team));
     for (ThreadScratch& t : scratch) {
-        t.kt.resize(bk_max, d);
-        t.vt.resize(bk_max, dv);
+        if (gathers) {
+            t.kt.resize(bk_max, d);
+            t.vt.resize(bk_max, dv);
+        }
         t.qg.resize(bq_max, d);
         t.og.resize(bq_max, dv);
         t.ws.reserve(static_cast<std::size_t>(group));
@@ -638,9 +649,6 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
         }
         scatter_slice<Scalar>(t.og.data(), lq, out, b, h);
     };
-    // One query against token-major K and V (unit stride along D: BNHD, BHND, packed QKV): the
-    // single-query step reads their rows in place, with the bits of the column-major gather.
-    const bool in_place = k.stride_dim == 1 && v.stride_dim == 1;
     const auto k_row = [&](Index b, Index hk, Index j) {
         return k.data + b * k.stride_batch + hk * k.stride_head + j * k.stride_token;
     };
@@ -652,7 +660,7 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
     RegionErrors errors;
     parallel_region(team, [&] {
         ThreadScratch& t = scratch[static_cast<std::size_t>(thread_index())];
-        // The units: each key tile gathered once, then every query head of the group.
+        // The units: each key tile read (or gathered) once, then every query head of the group.
 ATTNX_OMP(for schedule(dynamic, 1))
         for (Index u = 0; u < n_units; ++u) {
             errors.run([&] {
@@ -680,7 +688,7 @@ ATTNX_OMP(for schedule(dynamic, 1))
                         const RowTileMap<Scalar> kt(k_row(un.b, un.hk, j0), bk, d, Eigen::OuterStride<>(k.stride_token));
                         const RowTileMap<Scalar> vt(v_row(un.b, un.hk, j0), bk, dv, Eigen::OuterStride<>(v.stride_token));
                         for (Index g = 0; g < group; ++g)
-                            online_step<Scalar>(kt, vt, sq.mask, 0, 1, j0, t.ws[static_cast<std::size_t>(g)], false);
+                            online_step_one<Scalar>(kt, vt, sq.mask, 0, j0, t.ws[static_cast<std::size_t>(g)], false);
                         continue;
                     }
                     gather_rows<Scalar>(k, un.b, un.hk, j0, bk, t.kt.data(), bk_max);

@@ -153,41 +153,27 @@ TileMap<Scalar> tile_rows(const Eigen::Ref<const Matrix<Scalar>>& x, Index j0, I
     return TileMap<Scalar>(x.data() + j0, rows, x.cols(), Eigen::OuterStride<>(x.outerStride()));
 }
 
-/// One key tile [j0, j0 + kt.rows()) of the online softmax for the bq queries started in ws by
-/// online_begin: kt and vt are that tile's rows of K and V, as column-major TileMaps (any outer
-/// stride gives the same bits) or, for one query (bq = 1) only, as row-major RowTileMaps (the same
-/// bits again: single_query.hpp). The fused scan (ws.scan_keys) learns the finiteness of the key
-/// rows from the scores; with max_tiles it also raises ws.scan.k and .v to max |x| over the tiles,
-/// each right after the product that read it (so while it is in L1).
-///
-/// Every caller passes its tiles as one of these two types, so online_step is compiled once per
-/// Scalar and tile type, and its scalar arithmetic (which the compiler may contract into FMAs) is
-/// the same for the single-head kernel and multi_head_attention's grouped path.
-template <typename Scalar, typename KTile, typename VTile>
-void online_step(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i0, Index bq, Index j0,
-                 OnlineWorkspace<Scalar>& ws, bool max_tiles) {
-    static_assert(is_row_tile<KTile>::value == is_row_tile<VTile>::value, "attnx: K and V tiles of one layout");
-    eigen_assert(bq == 1 || !is_row_tile<KTile>::value);  // row-major tiles: one query only
+#if defined(__GNUC__)
+#define ATTNX_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define ATTNX_NOINLINE __declspec(noinline)
+#else
+#define ATTNX_NOINLINE
+#endif
+
+/// The softmax part of online_step for the bk x bq score tile in ws.st (its scores in, its
+/// probabilities out): the mask, the running max m and sum l, and the rescale factors alpha.
+/// Returns true if some alpha != 1. Templated on Scalar only and never inlined, so that its
+/// scalar arithmetic (which the compiler may contract into FMAs) is compiled once, whichever
+/// tile type the step was called with: the results agree bit for bit between them.
+template <typename Scalar>
+ATTNX_NOINLINE bool online_softmax_update(const MaskSpec& mask, Index i0, Index bq, Index j0, Index bk,
+                                          OnlineWorkspace<Scalar>& ws) {
     const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
-    const Index bk = kt.rows();
-    auto qs = ws.qs(bq);
     auto m = ws.m.head(bq);
     auto l = ws.l.head(bq);
     auto alpha = ws.alpha.head(bq);
-    auto acc = ws.acc(bq);
     auto st = ws.st(bk, bq);
-    // One query: the scores in the fixed order of single_query.hpp, the same for either layout
-    // (Eigen's GEMV sums in blocks that depend on K's layout). More: Eigen's GEMM, which blocks by
-    // sizes only (column-major tiles).
-    if (bq == 1) {
-        single_query_scores<Scalar>(kt, ws.q_row.data(), st.data());
-    } else if constexpr (!is_row_tile<KTile>::value) {
-        st.noalias() = kt * qs.transpose();
-    }
-    if (ws.scan_keys) {
-        ws.scan.k_ok = ws.scan.k_ok && block_finite(st);  // ScanInputs: NaN/Inf of the key rows
-        if (max_tiles) max_abs_block(kt, ws.scan.k);
-    }
     const bool masked = mask.any() && tile_needs_mask(mask, i0, j0 + bk);
     if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask);
     bool rescale = false;
@@ -210,14 +196,69 @@ void online_step(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i
         m(c) = m_new;
     }
     if (masked) apply_mask_tile<Scalar>(st, j0, i0, mask, Scalar(0));
-    if (rescale) acc.array().colwise() *= alpha.array();
-    if (bq == 1) {
+    return rescale;
+}
+
+/// One query's accumulator update, acc = alpha acc + pv (ws.pv: the tile's weighted sum of value
+/// rows); compiled once per Scalar, as online_softmax_update.
+template <typename Scalar>
+ATTNX_NOINLINE void online_accumulate_one(bool rescale, OnlineWorkspace<Scalar>& ws) {
+    auto acc = ws.acc(1);
+    if (rescale) acc *= ws.alpha(0);
+    acc.row(0) += ws.pv.transpose();
+}
+
+/// The step of online_step and online_step_one (row-major tiles only with bq = 1).
+template <typename Scalar, typename KTile, typename VTile>
+void online_step_impl(const KTile& kt, const VTile& vt, const MaskSpec& mask, Index i0, Index bq, Index j0,
+                      OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+    static_assert(is_row_tile<KTile>::value == is_row_tile<VTile>::value, "attnx: K and V tiles of one layout");
+    const Index bk = kt.rows();
+    auto st = ws.st(bk, bq);
+    // One query: the scores in the fixed order of single_query.hpp, the same for either layout
+    // (Eigen's GEMV sums in blocks that depend on K's layout). More: Eigen's GEMM, which blocks by
+    // sizes only (column-major tiles).
+    if constexpr (is_row_tile<KTile>::value) {
+        single_query_scores<Scalar>(kt, ws.q_row.data(), st.data());
+    } else if (bq == 1) {
+        single_query_scores<Scalar>(kt, ws.q_row.data(), st.data());
+    } else {
+        st.noalias() = kt * ws.qs(bq).transpose();
+    }
+    if (ws.scan_keys) {
+        ws.scan.k_ok = ws.scan.k_ok && block_finite(st);  // ScanInputs: NaN/Inf of the key rows
+        if (max_tiles) max_abs_block(kt, ws.scan.k);
+    }
+    const bool rescale = online_softmax_update<Scalar>(mask, i0, bq, j0, bk, ws);
+    if (is_row_tile<VTile>::value || bq == 1) {
         single_query_weighted_sum<Scalar>(vt, st.data(), ws.pv.data());
-        acc.row(0) += ws.pv.transpose();
+        online_accumulate_one<Scalar>(rescale, ws);
     } else if constexpr (!is_row_tile<VTile>::value) {
+        auto acc = ws.acc(bq);
+        if (rescale) acc.array().colwise() *= ws.alpha.head(bq).array();
         acc.noalias() += st.transpose() * vt;
     }
     if (ws.scan_keys && max_tiles) max_abs_block(vt, ws.scan.v);
+}
+
+/// One key tile [j0, j0 + kt.rows()) of the online softmax for the bq queries started in ws by
+/// online_begin: kt and vt are that tile's rows of K and V, column-major with any outer stride
+/// (the same bits for any stride). The fused scan (ws.scan_keys) learns the finiteness of the key
+/// rows from the scores; with max_tiles it also raises ws.scan.k and .v to max |x| over the tiles,
+/// each right after the product that read it (so while it is in L1).
+template <typename Scalar>
+void online_step(const TileMap<Scalar>& kt, const TileMap<Scalar>& vt, const MaskSpec& mask, Index i0, Index bq,
+                 Index j0, OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+    online_step_impl<Scalar>(kt, vt, mask, i0, bq, j0, ws, max_tiles);
+}
+
+/// online_step for one query (started by online_begin with bq = 1) on row-major tiles (a
+/// token-major cache read in place): the same bits as online_step on column-major copies of the
+/// tiles (single_query.hpp for the products; the rest is the same compiled code).
+template <typename Scalar>
+void online_step_one(const RowTileMap<Scalar>& kt, const RowTileMap<Scalar>& vt, const MaskSpec& mask, Index i0,
+                     Index j0, OnlineWorkspace<Scalar>& ws, bool max_tiles) {
+    online_step_impl<Scalar>(kt, vt, mask, i0, 1, j0, ws, max_tiles);
 }
 
 /// Ends a range of key tiles: the accumulator carries any NaN/Inf of the visited value rows

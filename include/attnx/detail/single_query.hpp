@@ -13,10 +13,11 @@
 ///    w = P/2, P/4, ..., 1; the score is lane 0;
 ///  - weighted sum, dim c: P lanes, lane l the FMA chain p_j v_jc over the tile's keys j with
 ///    j mod P = l, in order (from 0), then the same halving tree.
-/// A column-major tile vectorises the first over keys and the second over dims with no shuffle
-/// but one P x P transpose per P outputs; a row-major tile the other way round. Lanes past the
-/// end (d or the tile's key count not a multiple of P) take FMAs of zeros in both forms, so even
-/// the sign of a zero agrees. With no vectorisation (P = 1) both are plain sequential chains.
+/// A column-major tile vectorises both products over keys (the weighted sum then needs one P x P
+/// transpose per P dims for its tree); a row-major tile vectorises both over dims (the scores
+/// need one P x P transpose per P keys). Lanes past the end (d or the tile's key count not a
+/// multiple of P) take FMAs of +0 and +0 in both forms, so even the sign of a zero agrees. With
+/// no vectorisation (P = 1) both are plain sequential chains.
 ///
 /// Cost per key: d + d_v FMAs, plus one P x P transpose per P keys (scores, row-major) or per
 /// P dims (weighted sum, column-major); no allocation.
@@ -123,7 +124,8 @@ struct QueryPackets {
 };
 
 /// s[j] = score of key j of the column-major tile kt against q (the order of the file comment);
-/// q has the tile's d entries followed by zeros up to a multiple of P. Blocks of 8 packets of
+/// q has the tile's d entries followed by +0 up to a multiple of P (both forms need that: the
+/// row-major form multiplies the padding of K's rows by it). Blocks of 8 packets of
 /// keys; in a block, one lane of dims at a time (its columns c = l, l + P, ... each read for the
 /// block's 8 packets, as Eigen's GEMV reads a column, so that the prefetcher sees streams), the
 /// lanes kept on the stack for the tree.
