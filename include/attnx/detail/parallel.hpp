@@ -50,6 +50,7 @@
 
 #if defined(__linux__)
 #include <sys/resource.h>
+#include <time.h>
 #endif
 
 #ifdef _OPENMP
@@ -173,14 +174,19 @@ void with_serial_products(F&& f) {
     f();
 }
 
-/// Rule 9: a busy machine. After a team whose threads arrived late or finished far apart (a
-/// thread of it waited for the scheduler: other processes want the cores), attnx's regions run
-/// on the calling thread alone for a back-off window: 100 ms, doubled after each further late team
-/// up to 3.2 s, and reset by a team that ran cleanly. The first call after a window tries a team
-/// again. Results do not change (rule 4), only who computes them. See set_adaptive_threading.
+/// Rule 9: a busy machine. After a late team (a thread of it waited for the scheduler: other
+/// processes want the cores) that makes two of the last three late, attnx's regions run on the
+/// calling thread alone for a back-off window: 100 ms, doubled after each further late team up to
+/// 3.2 s, and reset by a team that ran cleanly. The first call after a window tries a team again.
+/// One late team among clean ones opens no window: an idle virtual machine stalls a thread for a
+/// few milliseconds now and then (on a 2-core VM, about once a second), and backing off for
+/// 100 ms after each such stall cost more than the stall. A busy machine makes most teams late,
+/// and alternating late and clean teams still count. Results do not change (rule 4), only who
+/// computes them. See set_adaptive_threading.
 struct BusyState {
     std::atomic<std::int64_t> until_ns{0};     ///< steady-clock time before which calls run serially
     std::atomic<int> level{0};                 ///< back-off doublings so far
+    std::atomic<unsigned> recent{0};           ///< the last three teams, newest in bit 0: 1 = late
     std::atomic<bool> enabled{true};
     std::atomic<std::int64_t> last_team_ns{0};  ///< when the last timed team ended (0: never)
 };
@@ -200,8 +206,18 @@ inline bool machine_busy() {
     return b.enabled.load(std::memory_order_relaxed) && now_ns() < b.until_ns.load(std::memory_order_relaxed);
 }
 
-/// Records a late team (rule 9): opens or lengthens the back-off window.
+/// Records a team's outcome in BusyState::recent; returns how many of the last three were late.
+inline int note_team(bool late) {
+    BusyState& b = busy_state();
+    const unsigned r = ((b.recent.load(std::memory_order_relaxed) << 1) | (late ? 1u : 0u)) & 7u;
+    b.recent.store(r, std::memory_order_relaxed);
+    return int(r & 1u) + int((r >> 1) & 1u) + int((r >> 2) & 1u);
+}
+
+/// Records a late team (rule 9): opens or lengthens the back-off window if two of the last three
+/// teams were late (this one included).
 inline void note_late_team() {
+    if (note_team(true) < 2) return;
     BusyState& b = busy_state();
     constexpr std::int64_t base_ns = 100'000'000;  // 100 ms
     constexpr int max_level = 5;                   // 100 ms << 5 = 3.2 s
@@ -210,15 +226,23 @@ inline void note_late_team() {
     b.level.store(std::min(level + 1, max_level), std::memory_order_relaxed);
 }
 
+/// Records a team that ran cleanly (rule 9): the doubling starts again from 100 ms.
+inline void note_clean_team() {
+    note_team(false);
+    busy_state().level.store(0, std::memory_order_relaxed);
+}
+
 /// The CPU time (ns) and the involuntary context switches of the calling thread so far; false
-/// where the platform does not tell (then only late entries are detected).
+/// where the platform does not tell (then only late entries are detected). The CPU time comes
+/// from CLOCK_THREAD_CPUTIME_ID (the scheduler's own runtime, to the nanosecond), not from
+/// getrusage: its user + system times are tick samples rescaled, and ran up to 2.5 ms behind or
+/// ahead of the runtime on a 2-core VM, which made clean teams look preempted.
 inline bool thread_usage(std::int64_t& cpu_ns, long& preempted) {
-#if defined(__linux__) && defined(RUSAGE_THREAD)
+#if defined(__linux__) && defined(RUSAGE_THREAD) && defined(CLOCK_THREAD_CPUTIME_ID)
     rusage u;
-    if (getrusage(RUSAGE_THREAD, &u) != 0) return false;
-    cpu_ns = (static_cast<std::int64_t>(u.ru_utime.tv_sec) + static_cast<std::int64_t>(u.ru_stime.tv_sec)) *
-                 1'000'000'000 +
-             (static_cast<std::int64_t>(u.ru_utime.tv_usec) + static_cast<std::int64_t>(u.ru_stime.tv_usec)) * 1000;
+    timespec cpu;
+    if (getrusage(RUSAGE_THREAD, &u) != 0 || clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) != 0) return false;
+    cpu_ns = static_cast<std::int64_t>(cpu.tv_sec) * 1'000'000'000 + static_cast<std::int64_t>(cpu.tv_nsec);
     preempted = u.ru_nivcsw;
     return true;
 #else
@@ -232,12 +256,12 @@ inline bool thread_usage(std::int64_t& cpu_ns, long& preempted) {
 /// the last thread's late entry (a woken thread that found its core taken), and, for a thread
 /// that the kernel preempted during the region (an involuntary context switch), the time it
 /// spent off its core. Either one over 1 ms and over 1/3 of the region's time makes the team
-/// late: an idle machine wakes a thread in microseconds and preempts nothing, a busy one takes
-/// a scheduler slice (milliseconds), and past 1/3 the wait costs more than a second thread
-/// saves. A late entry counts only for a warm team (the previous timed team ended under 0.2 ms
-/// before, while libgomp's threads still spin): threads that went to sleep, or are being
-/// created (the program's first team), can take milliseconds to wake on an idle virtual machine. Cost: two getrusage calls per thread
-/// (about 1 µs each).
+/// late: an idle machine wakes a thread in microseconds and rarely preempts one for long, a
+/// busy one takes a scheduler slice (milliseconds), and past 1/3 the wait costs more than a
+/// second thread saves. A late entry counts only for a warm team (the previous timed team ended
+/// under 0.2 ms before, while libgomp's threads still spin): threads that went to sleep, or are
+/// being created (the program's first team), can take milliseconds to wake on an idle virtual
+/// machine. Cost: a getrusage and a clock_gettime per thread at entry and exit (about 1 µs each).
 class TeamProbe {
 public:
     static constexpr int max_sampled = 64;  ///< threads beyond this are not timed
@@ -273,7 +297,7 @@ public:
         if (worst > min_late_ns && worst * 3 > close - m_open)
             note_late_team();
         else
-            busy_state().level.store(0, std::memory_order_relaxed);
+            note_clean_team();
     }
 
 private:
@@ -338,9 +362,9 @@ inline bool run_serially(double flops) { return flops < min_parallel_flops; }
 
 }  // namespace detail
 
-/// Turns the busy-machine back-off of attnx's threading on (the default) or off. On: after a
-/// thread team that waited for the scheduler (another process held the cores), attnx runs its
-/// own parallel regions on the calling thread alone for 0.1 s to 3.2 s, then tries a team again;
+/// Turns the busy-machine back-off of attnx's threading on (the default) or off. On: when two of
+/// the last three thread teams waited for the scheduler (another process held the cores), attnx
+/// runs its own parallel regions on the calling thread alone for 0.1 s to 3.2 s, then tries a team again;
 /// on a busy machine that is faster than a team whose every barrier waits a scheduler slice (the
 /// benchmark bench_oversubscribed measures both). Eigen's own threaded products (the
 /// materialized exact kernel) are not affected. Off: every call that is large enough uses all
@@ -352,6 +376,7 @@ inline void set_adaptive_threading(bool on) {
     if (!on) {
         b.until_ns.store(0, std::memory_order_relaxed);
         b.level.store(0, std::memory_order_relaxed);
+        b.recent.store(0, std::memory_order_relaxed);
     }
 }
 
