@@ -8,7 +8,7 @@
 // 64 global). The timed loop runs the layer; loop_ms is the plain loop of single-head calls a
 // user writes (each (b, h) slice copied into preallocated column-major matrices, the mechanism
 // value called on them, the result copied back); layer_ms and loop_ms are timed alternately in
-// the same benchmark, best of up to 5 each; vs_loop = loop_ms / layer_ms; loop_calls_ms is the part
+// the same benchmark, best of 5 each (of 3 once the pairs took 1 s); vs_loop = loop_ms / layer_ms; loop_calls_ms is the part
 // of the best loop spent in the single-head calls (the rest is its copies). For exact attention, gemm_ratio against Eigen GEMMs
 // of one head's shapes (Q Kᵀ, P V) on the nominal 4·B·H·N²·D flops.
 // Targets (2-core machine): vs_loop >= 1.5 at N <= 512, >= 0.95 at N = 8192; exact gemm_ratio
@@ -91,7 +91,7 @@ void prefill(benchmark::State& state, const M& mech) {
         attnx::multi_head_attention(mech, qv, kv, vv, ov);
         benchmark::DoNotOptimize(out.data());
     });
-    // The ratio: the layer and the loop timed alternately, best of up to 5 each (both measured
+    // The ratio: the layer and the loop timed alternately, best of 5 each, or of 3 once they took 1 s (both measured
     // the same way, in the same stretch of time: a machine shared with other jobs slows both).
     Matrix<float> qh(n, kD), kh(n, kD), vh(n, kD), oh(n, kD);
     user_loop(mech, qv, kv, vv, ov, qh, kh, vh, oh);  // warm-up
@@ -105,7 +105,7 @@ void prefill(benchmark::State& state, const M& mech) {
     threads = omp_get_max_threads();
 #endif
     double best_layer = 1e300, loop = 1e300, loop_1t = 1e300, loop_calls = 0, spent = 0;
-    for (int r = 0; r < 5 && spent < 1.0; ++r) {
+    for (int r = 0; r < 5 && (r < 3 || spent < 1.0); ++r) {
         if (bound) {
 #ifdef _OPENMP
             omp_set_num_threads(1);
