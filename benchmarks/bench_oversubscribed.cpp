@@ -150,8 +150,8 @@ void run_case(benchmark::State& state, const std::function<void(const Mat&, cons
     Means busy;
     {
         Competitors competitors(team);
-        // Steady state on a busy machine: the threading has seen the load (a first late team
-        // starts attnx's back-off, which lengthens while the load lasts); 1 s of calls first.
+        // Steady state on a busy machine: the threading has seen the load (late teams start
+        // attnx's back-off, which lengthens while the load lasts); 1 s of calls first.
         const auto warm_end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
         set_threads(team);
         while (std::chrono::steady_clock::now() < warm_end) call();

@@ -422,11 +422,11 @@ TEST(Threads, LateTeamsLengthenTheBackOffWindow) {
     attnx::set_adaptive_threading(true);
 }
 
-#if defined(__linux__) && defined(RUSAGE_THREAD)
-// The CPU time a team's probe reads is the scheduler's runtime: over a busy wait it never exceeds
+#if defined(__linux__) && defined(RUSAGE_THREAD) && defined(CLOCK_THREAD_CPUTIME_ID)
+// The CPU time a team's probe reads (thread_usage) is the scheduler's runtime: over a busy wait it never exceeds
 // the wall time (getrusage's rescaled tick samples ran up to 2.5 ms ahead of it on a 2-core VM,
 // and as far behind, which made clean teams look preempted for milliseconds).
-TEST(Threads, TeamProbeCpuTimeIsTheRuntime) {
+TEST(Threads, ThreadUsageCpuTimeIsTheRuntime) {
     std::int64_t worst_ahead = 0, total_cpu = 0, total_wall = 0;
     for (int i = 0; i < 100; ++i) {
         std::int64_t cpu0 = 0, cpu1 = 0;
@@ -443,8 +443,9 @@ TEST(Threads, TeamProbeCpuTimeIsTheRuntime) {
         EXPECT_GE(pre1, pre0);
     }
     EXPECT_LE(worst_ahead, 20'000) << "thread CPU time ran ahead of the wall clock (ns)";
-    // A busy wait is on its core nearly all of the time, unless the machine is very busy.
-    EXPECT_GE(total_cpu, total_wall / 4) << "thread CPU time far behind the wall clock";
+    // A busy wait is on its core most of the time (ctest runs two tests at once on CI's 2 cores:
+    // about half); a clock that did not count would give 0.
+    EXPECT_GE(total_cpu, total_wall / 20) << "thread CPU time far behind the wall clock";
 }
 #endif
 #endif

@@ -30,8 +30,8 @@
 ///    machine a descheduled thread makes each barrier wait a scheduler slice. A call opens one
 ///    region per pass over its inputs (small merges run inside it, after a barrier), and a call
 ///    too small to pay for a team (min_parallel_flops) runs on the calling thread alone.
-/// 9. A busy machine: after a team that waited for the scheduler, attnx's own regions run as
-///    teams of one for a back-off window (TeamProbe, parallel_region; plain loops test
+/// 9. A busy machine: when two of the last three teams waited for the scheduler, attnx's own
+///    regions run as teams of one for a back-off window (TeamProbe, parallel_region; plain loops test
 ///    machine_busy() in their `if`; attnx::set_adaptive_threading). Only work whose result does
 ///    not depend on the team size moves: Eigen's own threading outside the regions is untouched,
 ///    so every result stays a function of the inputs and the thread count, never of the timing.
@@ -209,8 +209,10 @@ inline bool machine_busy() {
 /// Records a team's outcome in BusyState::recent; returns how many of the last three were late.
 inline int note_team(bool late) {
     BusyState& b = busy_state();
-    const unsigned r = ((b.recent.load(std::memory_order_relaxed) << 1) | (late ? 1u : 0u)) & 7u;
-    b.recent.store(r, std::memory_order_relaxed);
+    unsigned old = b.recent.load(std::memory_order_relaxed), r = 0;
+    do {
+        r = ((old << 1) | (late ? 1u : 0u)) & 7u;
+    } while (!b.recent.compare_exchange_weak(old, r, std::memory_order_relaxed));
     return int(r & 1u) + int((r >> 1) & 1u) + int((r >> 2) & 1u);
 }
 
@@ -235,7 +237,7 @@ inline void note_clean_team() {
 /// The CPU time (ns) and the involuntary context switches of the calling thread so far; false
 /// where the platform does not tell (then only late entries are detected). The CPU time comes
 /// from CLOCK_THREAD_CPUTIME_ID (the scheduler's own runtime, to the nanosecond), not from
-/// getrusage: its user + system times are tick samples rescaled, and ran up to 2.5 ms behind or
+/// getrusage: its user + system times are tick samples rescaled, and ran up to 3 ms behind or
 /// ahead of the runtime on a 2-core VM, which made clean teams look preempted.
 inline bool thread_usage(std::int64_t& cpu_ns, long& preempted) {
 #if defined(__linux__) && defined(RUSAGE_THREAD) && defined(CLOCK_THREAD_CPUTIME_ID)
