@@ -104,6 +104,7 @@ const OptionSpec kOptions[] = {
     // exact
     {"--query-tile", "N", "exact", "rows of Q per tile of the streaming kernel (default 128)"},
     {"--key-tile", "N", "exact", "rows of K per tile of the streaming kernel (default 128)"},
+    {"--decode-key-tile", "N", "exact", "the same when Q has one row (default 256)"},
     // nystrom
     {"--landmarks", "M", "nystrom", "number of landmarks m, 1 <= m <= n (default 64)"},
     {"--pinv", "KIND", "nystrom", "iterative (default; Razavi et al., as in the paper) or exact (complete orthogonal decomposition)"},
@@ -421,8 +422,10 @@ void with_mechanism(const Cli& cli, const std::string& method, const attnx::Atte
         o.kernel = method == "exact" ? attnx::ExactKernel::Streaming : attnx::ExactKernel::Materialized;
         o.query_tile = parse_index(cli, "--query-tile", o.query_tile);
         o.key_tile = parse_index(cli, "--key-tile", o.key_tile);
+        o.decode_key_tile = parse_index(cli, "--decode-key-tile", o.decode_key_tile);
         if (o.kernel == attnx::ExactKernel::Streaming)
-            rep << "kernel=streaming query_tile=" << o.query_tile << " key_tile=" << o.key_tile;
+            rep << "kernel=streaming query_tile=" << o.query_tile << " key_tile=" << o.key_tile
+                << " decode_key_tile=" << o.decode_key_tile;
         else
             rep << "kernel=materialized";
         visit(attnx::Exact{o});

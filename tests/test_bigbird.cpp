@@ -120,7 +120,7 @@ std::vector<bool> every_third_padded(Index n_k) {
 TYPED_TEST(BigBirdTyped, DenseLayoutIsExactAttention) {
     using S = TypeParam;
     // {n_q, n_k, d, d_v, b}: whole blocks, a partial last block, cross-attention (n_q != n_k,
-    // d_v != d), a single query (the kernel's split-key path), one block larger than n.
+    // d_v != d), a single query, one block larger than n.
     const Index shapes[][5] = {{128, 128, 32, 32, 64}, {100, 100, 16, 24, 16}, {70, 130, 16, 8, 32},
                                {1, 300, 8, 5, 64},     {40, 40, 8, 8, 64}};
     for (const auto& s : shapes) {
@@ -135,6 +135,7 @@ TYPED_TEST(BigBirdTyped, DenseLayoutIsExactAttention) {
             attnx::ExactOptions eo(o);
             eo.query_tile = s[4];
             eo.key_tile = s[4];
+            eo.decode_key_tile = s[4];  // the single-query shape
             EXPECT_TRUE(out == attnx::exact_attention(x.q, x.k, x.v, eo))
                 << s[0] << "x" << s[1] << " b=" << s[4] << " causal=" << causal;
             // And the exact result itself (independent double reference).

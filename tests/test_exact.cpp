@@ -282,6 +282,9 @@ TEST(Exact, BadInputThrowsNamingArgumentAndSizes) {
     ExactOptions t;
     t.key_tile = 0;
     EXPECT_THAT(call(q, k, v, t), ThrowsMessage<E>(HasSubstr("key_tile (0) must be >= 1")));
+    ExactOptions dt;
+    dt.decode_key_tile = -3;
+    EXPECT_THAT(call(q, k, v, dt), ThrowsMessage<E>(HasSubstr("decode_key_tile (-3) must be >= 1")));
     M kn = k;
     kn(3, 5) = std::numeric_limits<float>::quiet_NaN();
     EXPECT_THAT(call(q, kn, v), ThrowsMessage<E>(HasSubstr("k (10x32) has a non-finite entry k(3, 5) = nan")));
@@ -298,4 +301,33 @@ TEST(Exact, BadInputThrowsNamingArgumentAndSizes) {
                 ThrowsMessage<E>(HasSubstr("attention_matrix: k has 3 columns but q has 32")));
     // Derived from std::invalid_argument, so generic handlers catch it.
     EXPECT_THROW(attnx::exact_attention(q, M::Ones(10, 64), v), std::invalid_argument);
+}
+
+// One query row uses decode_key_tile, more rows key_tile: any decode tile gives float64's result
+// within rounding, and key_tile does not change a one-row result (nor decode_key_tile a two-row one).
+TYPED_TEST(ExactTyped, OneQueryUsesTheDecodeKeyTile) {
+    using S = TypeParam;
+    const auto x = random_qkv<S>(2, 1100, 40, 24, 77);
+    const Matrix<S> q1 = x.q.topRows(1);
+    const Eigen::MatrixXd r = ref::attention(q1.template cast<double>().eval(), x.k.template cast<double>().eval(),
+                                             x.v.template cast<double>().eval());
+    ExactOptions o;
+    for (const Index tile : {Index(1), Index(7), Index(128), Index(256), Index(1100), Index(5000)}) {
+        o.decode_key_tile = tile;
+        EXPECT_LE(rel_vs_ref(attnx::exact_attention(q1, x.k, x.v, o), r), 20 * Tol<S>::rel) << "tile " << tile;
+    }
+    // The kernel itself with 7-key tiles: the bits of decode_key_tile = 7.
+    ExactOptions u;
+    u.check_finite = false;
+    u.decode_key_tile = 7;
+    Matrix<S> direct(1, 24);
+    attnx::detail::dense_online_attention<S>(q1, x.k, x.v, attnx::detail::resolve_scale<S>(u, 40),
+                                             attnx::detail::make_mask(u, 1, 1100), 128, 7, direct);
+    EXPECT_EQ(attnx::exact_attention(q1, x.k, x.v, u), direct);
+    ExactOptions a, b;
+    b.key_tile = 7;
+    EXPECT_EQ(attnx::exact_attention(q1, x.k, x.v, a), attnx::exact_attention(q1, x.k, x.v, b));
+    b = ExactOptions{};
+    b.decode_key_tile = 7;
+    EXPECT_EQ(attnx::exact_attention(x.q, x.k, x.v, a), attnx::exact_attention(x.q, x.k, x.v, b));
 }

@@ -539,8 +539,9 @@ TEST(DecodeScan, FusedScanGivesTheSameValuesAndErrors) {
 // ---------------------------------------------------------------------------------------------
 // Exact attention with at most one query tile per sequence (decoding) takes the grouped path:
 // each key tile of a key/value head is read once for its whole group of query heads. Still the
-// single-head loop's bits: key parts (sequences of 8 key tiles or more are split), D = 128 (Eigen's GEMV
-// blocks 128+ columns by K's stride), causal, cross lengths, several query rows, any thread count.
+// single-head loop's bits: key parts (sequences of 8 key tiles or more are split: 4000 keys at the
+// default decode_key_tile of 256, 1500 keys at 128), D = 128 (Eigen's GEMV blocks 128+ columns by
+// K's stride), causal, cross lengths, several query rows, any thread count.
 
 TEST(MultiHead, GroupedDecodeEqualsTheLoopForAnyLayoutAndThreadCount) {
     const Batch<float> one(2, 1, 1500, 8, 2, 128, 128, 60);  // one query token, H_q 8, H_kv 2
@@ -560,6 +561,8 @@ TEST(MultiHead, GroupedDecodeEqualsTheLoopForAnyLayoutAndThreadCount) {
     for (std::size_t j = 0; j < padded.key_padding_mask.size(); j += 7) padded.key_padding_mask[j] = true;
     attnx::ExactOptions unchecked;
     unchecked.check_finite = false;
+    attnx::ExactOptions tiles128;  // one query: 12 tiles of 128 keys, split into 3 parts
+    tiles128.decode_key_tile = 128;
 #ifdef _OPENMP
     const int saved = omp_get_max_threads();
     for (const int t : {1, 2, 3}) {
@@ -570,6 +573,8 @@ TEST(MultiHead, GroupedDecodeEqualsTheLoopForAnyLayoutAndThreadCount) {
         EXPECT_EQ(run_layer(attnx::Exact{}, one), reference_loop(attnx::Exact{}, one, {})) << t << " threads";
         EXPECT_EQ(run_layer(attnx::Exact{}, one, lengths), reference_loop(attnx::Exact{}, one, lengths)) << t;
         EXPECT_EQ(run_layer(attnx::Exact{unchecked}, one), reference_loop(attnx::Exact{unchecked}, one, {})) << t;
+        EXPECT_EQ(run_layer(attnx::Exact{tiles128}, one, lengths), reference_loop(attnx::Exact{tiles128}, one, lengths))
+            << t;
         EXPECT_EQ(run_layer(attnx::Exact{}, few, causal), reference_loop(attnx::Exact{}, few, causal)) << t;
         EXPECT_EQ(run_layer(attnx::Exact{}, few, padded), reference_loop(attnx::Exact{}, few, padded)) << t;
         EXPECT_EQ(run_layer(attnx::Exact{}, dbl, causal_dbl), reference_loop(attnx::Exact{}, dbl, causal_dbl)) << t;
@@ -685,7 +690,8 @@ template <typename S>
 }
 
 TEST(MultiHead, InPlaceDecodeEqualsTheLoopForOddSizes) {
-    // d, d_v, N_k (with key_tile 128 and 100: partial last tiles, key parts, tiles shorter than a packet).
+    // d, d_v, N_k (with one-query key tiles of 256, 128 and 100: partial last tiles, key parts,
+    // tiles shorter than a packet).
     const Batch<float> small(2, 1, 37, 4, 2, 17, 5, 90);
     const Batch<float> odd(1, 1, 1033, 6, 3, 100, 36, 91);
     const Batch<double> dbl(2, 1, 1031, 4, 1, 3, 9, 92);
@@ -697,11 +703,16 @@ TEST(MultiHead, InPlaceDecodeEqualsTheLoopForOddSizes) {
     MultiHeadOptions causal;  // one query: bottom-right aligned, so it sees every key (masks nothing)
     causal.causal = true;
     attnx::Exact tiles100;
-    tiles100.options.key_tile = 100;
+    tiles100.options.decode_key_tile = 100;
+    attnx::Exact tiles128;
+    tiles128.options.decode_key_tile = 128;
+    const Batch<float> split(1, 1, 2200, 2, 1, 64, 40, 93);  // 9 tiles of 256 keys: two key parts
+    EXPECT_TRUE(same_bits(run_layer(attnx::Exact{}, split), reference_loop(attnx::Exact{}, split, {})));
     EXPECT_TRUE(same_bits(run_layer(attnx::Exact{}, small), reference_loop(attnx::Exact{}, small, {})));
     EXPECT_TRUE(same_bits(run_layer(attnx::Exact{}, small, lengths), reference_loop(attnx::Exact{}, small, lengths)));
     EXPECT_TRUE(same_bits(run_layer(attnx::Exact{}, odd), reference_loop(attnx::Exact{}, odd, {})));
     EXPECT_TRUE(same_bits(run_layer(tiles100, odd, causal), reference_loop(tiles100, odd, causal)));
+    EXPECT_TRUE(same_bits(run_layer(tiles128, odd), reference_loop(tiles128, odd, {})));
     EXPECT_TRUE(same_bits(run_layer(attnx::Exact{}, dbl, padded), reference_loop(attnx::Exact{}, dbl, padded)));
     // BHND (unit stride along D, token stride D) is read in place too.
     std::vector<float> k_bhnd(odd.k.size()), v_bhnd(odd.v.size());

@@ -602,6 +602,7 @@ TYPED_TEST(Properties, BlockSparseIsTheMaskedSoftmaxOfItsLayout) {
         ExactOptions eo(o);
         eo.query_tile = b;
         eo.key_tile = b;
+        eo.decode_key_tile = b;
         EXPECT_TRUE(out_dense == attnx::exact_attention(x.q, x.k, x.v, eo))
             << at << " dense layout vs streaming exact with " << b << "x" << b << " tiles";
         const attnx::ErrorMetrics ed = attnx::compare(out_dense, attnx::exact_attention(x.q, x.k, x.v, ExactOptions(o)));

@@ -22,7 +22,7 @@
 /// O(threads · b · (b + d + d_v)) plus the layout's O(kept blocks).
 ///
 /// Exact limit: BlockLayout::dense gives exact_attention (bit-identical to the streaming kernel
-/// with query_tile = key_tile = b; tested in test_bigbird.cpp).
+/// with query_tile = key_tile = decode_key_tile = b; tested in test_bigbird.cpp).
 /// A query whose kept keys are all masked (or whose block row keeps no block) gets a zero row.
 /// Checks (with check_finite on): when the layout visits every key block (BigBird and Longformer
 /// layouts do), Q, K and V are scanned for NaN/Inf and their magnitudes as the kernel reads them

@@ -61,7 +61,8 @@ struct Exact {
     std::string name() const { return "exact"; }
     std::string parameters() const {
         if (options.kernel == ExactKernel::Materialized) return "materialized";
-        return detail::join_parameters("streaming, tile ", options.query_tile, "x", options.key_tile);
+        return detail::join_parameters("streaming, tile ", options.query_tile, "x", options.key_tile, ", one query ",
+                                       options.decode_key_tile);
     }
     template <typename DQ, typename DK, typename DV>
     void operator()(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<DK>& k, const Eigen::MatrixBase<DV>& v,

@@ -35,7 +35,8 @@
 /// parallel, each with a single-threaded kernel inside (the kernels' own regions are nested and
 /// get one thread); otherwise the items run one after another and each kernel uses the threads.
 /// Called inside a parallel region, items run in sequence on the calling thread. (Decoding takes
-/// its own split, below: its units always run in parallel.)
+/// its own split, below: its units run in parallel, unless the whole call is under 4 MFLOP,
+/// a busy-machine back-off is on, or the caller is inside a parallel region.)
 ///
 /// Memory: per thread, once per call, the gathered slices of one item (column-major copies of
 /// Q, K, V and the output of one (b, h): O((N_q + N_k)·(D + D_v))), never per item. K and V are
@@ -46,13 +47,15 @@
 ///
 /// Decoding (exact attention, streaming kernel, every sequence's L_q <= query_tile, e.g. one new
 /// token against a KV cache): the work is split by (b, key/value head, key part) instead, and
-/// each tile of 128 keys is read from the cache once and used by every query head of its group
+/// each key tile (key_tile_for: 256 keys for one query, 128 for more, by default) is read from
+/// the cache once and used by every query head of its group
 /// while it is in cache (grouped-query attention reads its cache once, not H_q / H_kv times;
 /// Ainslie et al., Sec. 2). With one query per sequence and a token-major cache (unit stride
 /// along D) the tiles are read in place; otherwise each is gathered into a small column-major
 /// copy. Same results (bit-identical to the single-head loop) and same errors; memory: per
 /// thread one item's queries and output, and one key tile of K and V where a tile is gathered;
-/// per call, for sequences of 8 key tiles or more (over 896 keys at the default key_tile), the
+/// per call, for sequences of 8 key tiles or more (over 1792 keys for one query at the default
+/// decode_key_tile, over 896 for more at the default key_tile), the
 /// partial results of the key parts (at most 8 of L_q x (D_v + 2) per item). Measured (2-core
 /// AMD EPYC VM with AVX-512, H_q 32, H_kv 8, D 128): K and V read at 0.57–0.91 (4096 keys) and
 /// 0.57–1.07 (32768 keys) of a same-run memory copy's rate (README, "Decoding, measured").
@@ -530,7 +533,7 @@ struct HeadScratch {
 /// query per sequence (decoding) and token-major K and V (unit stride along D), the step reads the
 /// tile's rows in place (single_query.hpp: the same bits as a column-major copy); otherwise the
 /// tile is first gathered into a small column-major copy. Per head, the arithmetic is the
-/// single-head kernel's: the same key tiles, key parts (key_parts), steps (online_step) and merge
+/// single-head kernel's: the same key tiles (key_tile_for), key parts (key_parts), steps (online_step) and merge
 /// (merge_parts), on operands that round the same in either layout (Eigen 3.4's GEMM for any outer
 /// stride; single_query.hpp for one query); the result is bit-identical to the loop of
 /// exact_attention calls, for any thread count.
@@ -571,7 +574,7 @@ std::vector<char> grouped_exact(const ExactOptions& eo, const HeadsView<const Sc
         Sequence& sq = seqs[static_cast<std::size_t>(b)];
         std::tie(sq.lq, sq.lk) = item_lengths(o, b, n_q, n_k);
         if (sq.lq == 0 || sq.lk == 0) continue;
-        const Index bk = std::min(eo.key_tile, sq.lk);
+        const Index bk = std::min(key_tile_for(eo, sq.lq), sq.lk);
         sq.tiles.n_q = sq.lq;
         sq.tiles.n_k = sq.lk;
         sq.tiles.bq = sq.lq;
@@ -743,7 +746,7 @@ ATTNX_OMP(for schedule(static) nowait)
 inline bool grouped_exact_applies(const ExactOptions& eo, const MultiHeadOptions& o, Index batch, Index n_q,
                                   Index n_k) {
     if (eo.kernel != ExactKernel::Streaming || !eo.key_padding_mask.empty()) return false;
-    if (eo.query_tile < 1 || eo.key_tile < 1) return false;
+    if (eo.query_tile < 1 || eo.key_tile < 1 || eo.decode_key_tile < 1) return false;
     if (eo.scale && !(std::isfinite(*eo.scale) && *eo.scale > 0)) return false;
     for (Index b = 0; b < batch; ++b)
         if (item_lengths(o, b, n_q, n_k).first > eo.query_tile) return false;

@@ -274,7 +274,8 @@ attnx::AttentionOptions common_options(const char* fn, py::handle scale, bool ca
 // Options of each mechanism, from the keyword arguments
 
 attnx::ExactOptions exact_options(const char* fn, py::handle scale, bool causal, py::handle key_padding_mask,
-                                  const std::string& kernel, Index query_tile, Index key_tile, bool check_finite) {
+                                  const std::string& kernel, Index query_tile, Index key_tile, Index decode_key_tile,
+                                  bool check_finite) {
     attnx::ExactOptions o = common_options(fn, scale, causal, key_padding_mask, check_finite);
     if (kernel == "streaming")
         o.kernel = attnx::ExactKernel::Streaming;
@@ -284,6 +285,7 @@ attnx::ExactOptions exact_options(const char* fn, py::handle scale, bool causal,
         value_error(fn, ": kernel must be 'streaming' or 'materialized', got '", kernel, "'");
     o.query_tile = query_tile;
     o.key_tile = key_tile;
+    o.decode_key_tile = decode_key_tile;
     return o;
 }
 
@@ -1027,12 +1029,13 @@ float32 or float64. Sequences of n_k <= n_max keys use the first n_k columns.)do
     // ----- mechanism values (callable: mech(q, k, v)), and one function per mechanism
     py::class_<attnx::Exact>(m, "Exact", "Exact softmax attention as a value: Exact(**options)(q, k, v).")
         .def(py::init([](py::handle scale, bool causal, py::handle key_padding_mask, const std::string& kernel,
-                         Index query_tile, Index key_tile, bool check_finite) {
+                         Index query_tile, Index key_tile, Index decode_key_tile, bool check_finite) {
                  return attnx::Exact{exact_options("Exact", scale, causal, key_padding_mask, kernel, query_tile,
-                                                   key_tile, check_finite)};
+                                                   key_tile, decode_key_tile, check_finite)};
              }),
              py::kw_only(), arg("scale") = py::none(), arg("causal") = false, arg("key_padding_mask") = py::none(),
-             arg("kernel") = "streaming", arg("query_tile") = 128, arg("key_tile") = 128, arg("check_finite") = true)
+             arg("kernel") = "streaming", arg("query_tile") = 128, arg("key_tile") = 128,
+             arg("decode_key_tile") = 256, arg("check_finite") = true)
         .def("__call__", [](const attnx::Exact& e, py::handle q, py::handle k, py::handle v) {
             return call_mechanism("exact_attention", e, q, k, v);
         }, arg("q"), arg("k"), arg("v"))
@@ -1043,18 +1046,19 @@ float32 or float64. Sequences of n_k <= n_max keys use the first n_k columns.)do
     m.def(
         "exact_attention",
         [](py::handle q, py::handle k, py::handle v, py::handle scale, bool causal, py::handle key_padding_mask,
-           const std::string& kernel, Index query_tile, Index key_tile, bool check_finite) {
+           const std::string& kernel, Index query_tile, Index key_tile, Index decode_key_tile, bool check_finite) {
             constexpr const char* fn = "exact_attention";
-            const attnx::Exact e{
-                exact_options(fn, scale, causal, key_padding_mask, kernel, query_tile, key_tile, check_finite)};
+            const attnx::Exact e{exact_options(fn, scale, causal, key_padding_mask, kernel, query_tile, key_tile,
+                                               decode_key_tile, check_finite)};
             return call_mechanism(fn, e, q, k, v);
         },
         arg("q"), arg("k"), arg("v"), py::kw_only(), arg("scale") = py::none(), arg("causal") = false,
         arg("key_padding_mask") = py::none(), arg("kernel") = "streaming", arg("query_tile") = 128,
-        arg("key_tile") = 128, arg("check_finite") = true,
+        arg("key_tile") = 128, arg("decode_key_tile") = 256, arg("check_finite") = true,
         R"doc(softmax(scale · Q Kᵀ + mask) V. q: (n_q, d), k: (n_k, d), v: (n_k, d_v); returns (n_q, d_v).
 scale defaults to 1/sqrt(d); causal aligns bottom-right (query i sees keys j <= i + n_k - n_q);
-key_padding_mask: bool (n_k,), True = padding; kernel: 'streaming' (O(n·d) memory) or 'materialized'.)doc");
+key_padding_mask: bool (n_k,), True = padding; kernel: 'streaming' (O(n·d) memory) or 'materialized';
+query_tile, key_tile: the streaming kernel's tiles; decode_key_tile: its key tile when n_q = 1.)doc");
 
     py::class_<attnx::Nystrom>(m, "Nystrom", "Nyström attention as a value: Nystrom(**options)(q, k, v).")
         .def(py::init([](Index num_landmarks, const std::string& pinv, int pinv_iterations, py::handle scale,

@@ -41,6 +41,19 @@ def test_exact_scale_tiles_and_large_logits():
     assert np.all(np.isfinite(big)) and rel_fro(big, want) <= 1e-12
 
 
+def test_exact_decode_key_tile():
+    # one query row takes decode_key_tile (default 256) instead of key_tile
+    q, k, v = inputs(1, 8, n_k=700, seed=5)
+    want = exact(q, k, v)
+    for tile in (1, 7, 256, 5000):
+        assert rel_fro(attnx.exact_attention(q, k, v, decode_key_tile=tile), want) <= 1e-12, tile
+        assert rel_fro(attnx.Exact(decode_key_tile=tile)(q, k, v), want) <= 1e-12, tile
+    with pytest.raises(ValueError, match=r"decode_key_tile \(0\) must be >= 1"):
+        attnx.exact_attention(q, k, v, decode_key_tile=0)
+    with pytest.raises(ValueError, match=r"decode_key_tile \(-1\) must be >= 1"):
+        attnx.Exact(decode_key_tile=-1)(q, k, v)
+
+
 def test_fully_masked_rows_are_zero():
     q, k, v = inputs(8, 4, n_k=4, seed=3)
     out = attnx.exact_attention(q, k, v, causal=True)  # n_q > n_k: queries 0..3 see no key
@@ -219,6 +232,7 @@ def test_mechanism_values_equal_functions():
         assert mech.name() == name and mech.parameters() and name in repr(mech)
         assert rel_fro(got, want) <= 1e-12, name
     assert attnx.Nystrom(num_landmarks=32).parameters() == "m = 32, 6 pinv iterations"
+    assert attnx.Exact(decode_key_tile=64).parameters() == "streaming, tile 128x128, one query 64"
 
 
 def test_compare():

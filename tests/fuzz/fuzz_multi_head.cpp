@@ -43,6 +43,7 @@ void run(fuzz::Input& in) {
     in.scale(mech.options.scale);
     mech.options.query_tile = in.range(1, 8);
     mech.options.key_tile = in.range(1, 12);
+    mech.options.decode_key_tile = mech.options.key_tile;  // no draw of its own (stored inputs)
     mech.options.check_finite = in.byte() >= 32;
     attnx::MultiHeadOptions o;
     o.causal = in.flag();
