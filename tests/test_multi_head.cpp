@@ -626,21 +626,27 @@ void expect_single_query_layouts_agree(Index d, Index dv, Index n, std::uint64_t
     constexpr int P = attnx::detail::QueryPackets<S>::P;
     std::vector<S> q_pad(static_cast<std::size_t>(attnx::detail::ceil_div(d, Index(P)) * P), S(0));
     std::copy(q.data(), q.data() + d, q_pad.begin());
-    std::vector<S> s_col(static_cast<std::size_t>(n)), s_row(s_col.size());
-    attnx::detail::single_query_scores<S>(attnx::detail::TileMap<S>(k.data(), n, d, Eigen::OuterStride<>(n)),
-                                          q_pad.data(), s_col.data());
-    attnx::detail::single_query_scores<S>(attnx::detail::RowTileMap<S>(k_rows.data(), n, d, Eigen::OuterStride<>(d)),
-                                          q_pad.data(), s_row.data());
-    EXPECT_EQ(0, std::memcmp(s_col.data(), s_row.data(), s_col.size() * sizeof(S))) << "scores, d " << d << ", n " << n;
-    std::vector<S> s_col_pad(s_col.size()), s_row_pad(s_col.size());
-    attnx::detail::single_query_scores<S>(
-        attnx::detail::TileMap<S>(k_col_pad.data(), n, d, Eigen::OuterStride<>(k_col_pad.ld)), q_pad.data(),
-        s_col_pad.data());
-    attnx::detail::single_query_scores<S>(
-        attnx::detail::RowTileMap<S>(k_row_pad.data(), n, d, Eigen::OuterStride<>(k_row_pad.ld)), q_pad.data(),
-        s_row_pad.data());
-    EXPECT_EQ(0, std::memcmp(s_col.data(), s_col_pad.data(), s_col.size() * sizeof(S))) << "scores, strided column-major";
-    EXPECT_EQ(0, std::memcmp(s_col.data(), s_row_pad.data(), s_col.size() * sizeof(S))) << "scores, strided row-major";
+    // kernel (either single-query product) on x as a column-major, a row-major and the two padded
+    // tiles: the four results must have the same bits; returns the column-major one.
+    const auto in_four_layouts = [](auto kernel, const Matrix<S>& x, const auto& x_rows, const auto& col_pad,
+                                    const auto& row_pad, const S* in, Index out_size, const char* what) {
+        using attnx::detail::RowTileMap;
+        using attnx::detail::TileMap;
+        const Index r = x.rows(), c = x.cols();
+        std::vector<S> col(static_cast<std::size_t>(out_size)), row(col.size()), col_p(col.size()), row_p(col.size());
+        kernel(TileMap<S>(x.data(), r, c, Eigen::OuterStride<>(r)), in, col.data());
+        kernel(RowTileMap<S>(x_rows.data(), r, c, Eigen::OuterStride<>(c)), in, row.data());
+        kernel(TileMap<S>(col_pad.data(), r, c, Eigen::OuterStride<>(col_pad.ld)), in, col_p.data());
+        kernel(RowTileMap<S>(row_pad.data(), r, c, Eigen::OuterStride<>(row_pad.ld)), in, row_p.data());
+        const std::size_t bytes = col.size() * sizeof(S);
+        EXPECT_EQ(0, std::memcmp(col.data(), row.data(), bytes)) << what << ", row-major, " << r << " x " << c;
+        EXPECT_EQ(0, std::memcmp(col.data(), col_p.data(), bytes)) << what << ", strided column-major";
+        EXPECT_EQ(0, std::memcmp(col.data(), row_p.data(), bytes)) << what << ", strided row-major";
+        return col;
+    };
+    const std::vector<S> s_col = in_four_layouts(
+        [](const auto& tile, const S* x, S* out) { attnx::detail::single_query_scores<S>(tile, x, out); }, k, k_rows,
+        k_col_pad, k_row_pad, q_pad.data(), n, "scores");
     const Eigen::Matrix<double, Eigen::Dynamic, 1> s_ref = k.template cast<double>() * q.template cast<double>().transpose();
     for (Index j = 0; j < n; ++j)  // a sum of d products: |error| <= d eps sum |k_jc q_c|
         EXPECT_NEAR(double(s_col[static_cast<std::size_t>(j)]), s_ref(j),
@@ -649,21 +655,9 @@ void expect_single_query_layouts_agree(Index d, Index dv, Index n, std::uint64_t
             << "score " << j;
     std::vector<S> p(s_col.size());
     for (std::size_t j = 0; j < p.size(); ++j) p[j] = j % 5 == 0 ? S(0) : std::exp(-std::abs(s_col[j]));
-    std::vector<S> o_col(static_cast<std::size_t>(dv)), o_row(o_col.size());
-    attnx::detail::single_query_weighted_sum<S>(attnx::detail::TileMap<S>(v.data(), n, dv, Eigen::OuterStride<>(n)),
-                                                p.data(), o_col.data());
-    attnx::detail::single_query_weighted_sum<S>(
-        attnx::detail::RowTileMap<S>(v_rows.data(), n, dv, Eigen::OuterStride<>(dv)), p.data(), o_row.data());
-    EXPECT_EQ(0, std::memcmp(o_col.data(), o_row.data(), o_col.size() * sizeof(S))) << "sums, dv " << dv << ", n " << n;
-    std::vector<S> o_col_pad(o_col.size()), o_row_pad(o_col.size());
-    attnx::detail::single_query_weighted_sum<S>(
-        attnx::detail::TileMap<S>(v_col_pad.data(), n, dv, Eigen::OuterStride<>(v_col_pad.ld)), p.data(),
-        o_col_pad.data());
-    attnx::detail::single_query_weighted_sum<S>(
-        attnx::detail::RowTileMap<S>(v_row_pad.data(), n, dv, Eigen::OuterStride<>(v_row_pad.ld)), p.data(),
-        o_row_pad.data());
-    EXPECT_EQ(0, std::memcmp(o_col.data(), o_col_pad.data(), o_col.size() * sizeof(S))) << "sums, strided column-major";
-    EXPECT_EQ(0, std::memcmp(o_col.data(), o_row_pad.data(), o_col.size() * sizeof(S))) << "sums, strided row-major";
+    const std::vector<S> o_col = in_four_layouts(
+        [](const auto& tile, const S* x, S* out) { attnx::detail::single_query_weighted_sum<S>(tile, x, out); }, v,
+        v_rows, v_col_pad, v_row_pad, p.data(), dv, "sums");
     const Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, 1>> pm(p.data(), n);
     const Eigen::Matrix<double, Eigen::Dynamic, 1> o_ref = v.template cast<double>().transpose() * pm.template cast<double>();
     const Eigen::Matrix<double, Eigen::Dynamic, 1> o_abs =

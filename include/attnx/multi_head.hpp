@@ -48,15 +48,14 @@
 /// Decoding (exact attention, streaming kernel, every sequence's L_q <= query_tile, e.g. one new
 /// token against a KV cache): the work is split by (b, key/value head, key part) instead, and
 /// each key tile (key_tile_for: 256 keys for one query, 128 for more, by default) is read from
-/// the cache once and used by every query head of its group
-/// while it is in cache (grouped-query attention reads its cache once, not H_q / H_kv times;
-/// Ainslie et al., Sec. 2). With one query per sequence and a token-major cache (unit stride
+/// the cache once and used by every query head of its group while it is in cache (grouped-query
+/// attention reads its cache once, not H_q / H_kv times; Ainslie et al., Sec. 2). With one query per sequence and a token-major cache (unit stride
 /// along D) the tiles are read in place; otherwise each is gathered into a small column-major
 /// copy. Same results (bit-identical to the single-head loop) and same errors; memory: per
 /// thread one item's queries and output, and one key tile of K and V where a tile is gathered;
 /// per call, for sequences of 8 key tiles or more (over 1792 keys for one query at the default
-/// decode_key_tile, over 896 for more at the default key_tile), the
-/// partial results of the key parts (at most 8 of L_q x (D_v + 2) per item). Measured (2-core
+/// decode_key_tile, over 896 for more at the default key_tile), the partial results of the key
+/// parts (at most 8 of L_q x (D_v + 2) per item). Measured (2-core
 /// AMD EPYC VM with AVX-512, H_q 32, H_kv 8, D 128): K and V read at 0.57–0.91 (4096 keys) and
 /// 0.57–1.07 (32768 keys) of a same-run memory copy's rate (README, "Decoding, measured").
 ///

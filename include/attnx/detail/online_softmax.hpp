@@ -218,11 +218,9 @@ void online_step_impl(const KTile& kt, const VTile& vt, const MaskSpec& mask, In
     // One query: the scores in the fixed order of single_query.hpp, the same for either layout
     // (Eigen's GEMV sums in blocks that depend on K's layout). More: Eigen's GEMM, which blocks by
     // sizes only (column-major tiles).
-    if constexpr (is_row_tile<KTile>::value) {
+    if (is_row_tile<KTile>::value || bq == 1) {
         single_query_scores<Scalar>(kt, ws.q_row.data(), st.data());
-    } else if (bq == 1) {
-        single_query_scores<Scalar>(kt, ws.q_row.data(), st.data());
-    } else {
+    } else if constexpr (!is_row_tile<KTile>::value) {
         st.noalias() = kt * ws.qs(bq).transpose();
     }
     if (ws.scan_keys) {
