@@ -308,6 +308,125 @@ TYPED_TEST(FeatureMapTyped, PaddedKeysContributeNothing) {
     EXPECT_TRUE(attnx::linear_attention(x.q, x.k, x.v, EluPlusOne{}, all).isZero(0));
 }
 
+// detail::small_gemm, the engine's products (every causal chunk, every state): against the
+// float64 product, for shapes around the tile (2 packets x 6 columns) and its remainders, a, b
+// and c as blocks of larger matrices (outer stride > rows), b as such a block or a transpose,
+// c overwritten (filled with NaN first) or added to. Each entry is a k-term dot product: its
+// error is at most k·eps·Σ|a_il||b_lj| (the standard bound, with FMA or without).
+template <typename Scalar>
+void expect_small_gemm_matches_double() {
+    const double eps = std::numeric_limits<Scalar>::epsilon();
+    for (const Index m : {1, 3, 4, 8, 15, 16, 17, 23, 33, 47, 64, 70})
+        for (const Index n : {1, 5, 6, 7, 13, 65})
+            for (const Index k : {0, 1, 7, 64}) {
+                const Matrix<Scalar> a_big = attnx::random_normal<Scalar>(m + 3, k + 2, 1, static_cast<std::uint64_t>(m * 1000 + k));
+                const Matrix<Scalar> b_big = attnx::random_normal<Scalar>(k + 5, n + 1, 2, static_cast<std::uint64_t>(n * 1000 + k));
+                const Matrix<Scalar> bt_big = attnx::random_normal<Scalar>(n + 4, k + 1, 3, static_cast<std::uint64_t>(n * 1000 + k));
+                const auto a = a_big.block(2, 1, m, k);
+                const auto b = b_big.block(3, 1, k, n);
+                const auto bt = bt_big.block(1, 0, n, k);
+                const Matrix<Scalar> c0 = attnx::random_normal<Scalar>(m, n, 4, static_cast<std::uint64_t>(m * n + k));
+                for (const bool transposed : {false, true})
+                    for (const bool accumulate : {false, true}) {
+                        Matrix<Scalar> c_big = Matrix<Scalar>::Constant(m + 2, n + 1, std::numeric_limits<Scalar>::quiet_NaN());
+                        auto c = c_big.block(1, 1, m, n);
+                        if (accumulate) c = c0;
+                        const Eigen::MatrixXd bd = transposed ? Eigen::MatrixXd(bt.template cast<double>().transpose())
+                                                              : Eigen::MatrixXd(b.template cast<double>());
+                        Eigen::MatrixXd ref = a.template cast<double>() * bd;
+                        const Eigen::MatrixXd bound = a.template cast<double>().cwiseAbs() * bd.cwiseAbs();
+                        if (accumulate) ref += c0.template cast<double>();
+                        if (transposed && accumulate) attnx::detail::small_gemm<true>(c, a, bt.transpose());
+                        if (transposed && !accumulate) attnx::detail::small_gemm<false>(c, a, bt.transpose());
+                        if (!transposed && accumulate) attnx::detail::small_gemm<true>(c, a, b);
+                        if (!transposed && !accumulate) attnx::detail::small_gemm<false>(c, a, b);
+                        const std::string what = "m " + std::to_string(m) + " n " + std::to_string(n) + " k " +
+                                                  std::to_string(k) + (transposed ? " b transposed" : "") +
+                                                  (accumulate ? " accumulate" : "");
+                        for (Index j = 0; j < n; ++j)
+                            for (Index i = 0; i < m; ++i) {
+                                const double got = static_cast<double>(c(i, j));
+                                ASSERT_NEAR(got, ref(i, j), (k + 1) * eps * (bound(i, j) + std::abs(ref(i, j))) + 1e-300)
+                                    << what << " at " << i << "," << j;
+                            }
+                        // The rows and columns around c are untouched (still NaN).
+                        EXPECT_TRUE(c_big.row(0).array().isNaN().all() && c_big.row(m + 1).array().isNaN().all() &&
+                                    c_big.col(0).array().isNaN().all())
+                            << what;
+                    }
+            }
+}
+
+// The operand types of the engine's calls (leftCols of a Matrix, Map, Ref) and empty operands:
+// k = 0 gives zeros (or leaves c), with a and b that own no storage.
+template <typename Scalar>
+void expect_small_gemm_operand_types() {
+    const Matrix<Scalar> a_full = attnx::random_normal<Scalar>(40, 30, 6, 1);
+    const Matrix<Scalar> b_full = attnx::random_normal<Scalar>(20, 9, 6, 2);
+    const Eigen::Map<const Matrix<Scalar>> b(b_full.data(), 20, 9);
+    Matrix<Scalar> c_store(40, 9);
+    Eigen::Ref<Matrix<Scalar>> c(c_store);
+    attnx::detail::small_gemm<false>(c, a_full.leftCols(20), b);
+    const Eigen::MatrixXd ref = a_full.leftCols(20).template cast<double>() * b_full.template cast<double>();
+    const Eigen::MatrixXd bound = a_full.leftCols(20).template cast<double>().cwiseAbs() * b_full.template cast<double>().cwiseAbs();
+    EXPECT_TRUE(((c_store.template cast<double>() - ref).array().abs() <=
+                 21 * std::numeric_limits<Scalar>::epsilon() * bound.array()).all());
+    const Matrix<Scalar> a0(40, 0), b0(0, 9);
+    c_store.setConstant(std::numeric_limits<Scalar>::quiet_NaN());
+    attnx::detail::small_gemm<false>(c, a0, b0);
+    EXPECT_TRUE(c_store.isZero(0));
+    c_store.setOnes();
+    attnx::detail::small_gemm<true>(c, a0, b0);
+    EXPECT_TRUE(c_store.isOnes(0));
+}
+
+TEST(FeatureMaps, SmallGemmMatchesTheDoubleProductForEveryRemainder) {
+    expect_small_gemm_matches_double<float>();
+    expect_small_gemm_matches_double<double>();
+    expect_small_gemm_operand_types<float>();
+    expect_small_gemm_operand_types<double>();
+}
+
+// detail::block_finite reads blocks with unit inner stride by runs of four packets: a NaN or
+// Inf at any position (main loop, packet remainder, scalar remainder, any run) is found, on
+// column-major blocks of larger matrices, row-major maps (the runs are rows), Refs with an
+// outer stride, and row segments (strided: Eigen's reduction), in float and double.
+template <typename Scalar>
+void expect_block_finite_finds_every_entry() {
+    using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Matrix<Scalar> big = attnx::random_normal<Scalar>(80, 9, 5, 1);
+    for (const Index rows : {1, 3, 8, 31, 32, 37, 64, 77})
+        for (const Index cols : {1, 2, 7}) {
+            EXPECT_TRUE(attnx::detail::block_finite(big.block(2, 1, rows, cols)));
+            for (const Scalar bad : {std::numeric_limits<Scalar>::quiet_NaN(), std::numeric_limits<Scalar>::infinity(),
+                                     -std::numeric_limits<Scalar>::infinity()})
+                for (Index j = 0; j < cols; ++j)
+                    for (Index i = 0; i < rows; ++i) {
+                        Matrix<Scalar> m = big;
+                        m(2 + i, 1 + j) = bad;
+                        ASSERT_FALSE(attnx::detail::block_finite(m.block(2, 1, rows, cols)))
+                            << rows << "x" << cols << " at " << i << "," << j;
+                        ASSERT_FALSE(attnx::detail::block_finite(m.row(2 + i).segment(1, cols)));
+                        const Eigen::Ref<const Matrix<Scalar>> ref(m.block(2, 1, rows, cols));
+                        ASSERT_FALSE(attnx::detail::block_finite(ref));
+                        // The same entries as a row-major cols x rows map: runs of rows entries.
+                        const RowMajor t = m.block(2, 1, rows, cols).transpose();
+                        const Eigen::Map<const RowMajor> tm(t.data(), cols, rows);
+                        ASSERT_FALSE(attnx::detail::block_finite(tm));
+                        ASSERT_TRUE(attnx::detail::block_finite(tm.topRows(j)));  // the rows before the bad one
+                    }
+        }
+}
+
+TEST(FeatureMaps, BlockFiniteFindsANonFiniteEntryAnywhere) {
+    expect_block_finite_finds_every_entry<float>();
+    expect_block_finite_finds_every_entry<double>();
+    const Matrix<float> big = attnx::random_normal<float>(80, 9, 5, 1);
+    Matrix<float> m = big;
+    m(0, 0) = std::numeric_limits<float>::quiet_NaN();  // outside the block
+    EXPECT_TRUE(attnx::detail::block_finite(m.block(2, 1, 10, 3)));
+}
+
 TEST(FeatureMaps, ChunkSizeAndThreadCountChangeOnlyRounding) {
     // chunk 64: 24 chunks, in windows of 8 per thread (3, 2 and 1 windows for 1, 2 and 3
     // threads); non-causal: 6 key blocks.

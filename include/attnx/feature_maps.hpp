@@ -62,6 +62,7 @@
 
 #include "attnx/core.hpp"
 #include "attnx/detail/checks.hpp"
+#include "attnx/detail/small_gemm.hpp"
 #include "attnx/random.hpp"
 
 namespace attnx {
@@ -288,13 +289,14 @@ private:
         const Scalar root_s = static_cast<Scalar>(std::sqrt(scale));
         const Scalar inv_sqrt_m = static_cast<Scalar>(1.0 / std::sqrt(static_cast<double>(m_w.rows())));
         const Scalar stab = static_cast<Scalar>(m_options.stabilizer);
-        phi.noalias() = (root_s * x) * m_wt;  // √s goes into the GEMM's alpha
+        detail::small_gemm<false>(phi, x, m_wt);  // X Wᵀ; √s (> 0) is applied below
         // Column by column: contiguous, so max and exp vectorise (a rowwise()/colwise() broadcast
         // made Eigen call the scalar expf, 3x slower).
         row_max = phi.col(0);
         for (Index f = 1; f < phi.cols(); ++f) row_max = row_max.cwiseMax(phi.col(f));
+        row_max *= root_s;
         for (Index f = 0; f < phi.cols(); ++f)
-            phi.col(f).array() = ((phi.col(f).array() - row_max.array()).exp() + stab) * inv_sqrt_m;
+            phi.col(f).array() = ((root_s * phi.col(f).array() - row_max.array()).exp() + stab) * inv_sqrt_m;
     }
 
     /// W (m × d) in double: see the class comment.
@@ -341,9 +343,9 @@ private:
         return w;
     }
 
-    /// W and its transpose: the feature GEMM X Wᵀ reads a column-major right-hand side, which
-    /// Eigen packs faster than the row-major view W.transpose() (the same GEMM results; a
-    /// single row goes through Eigen's GEMV, which may round differently than before).
+    /// W and its transpose: the feature product X Wᵀ (detail::small_gemm, a register tile that
+    /// reads both factors in place) reads Wᵀ column-major. Rows past the last whole packet, such as a single row, go through Eigen's
+    /// product, which may round differently.
     template <typename DW>
     void set_matrix(const Eigen::MatrixBase<DW>& w) {
         m_w = w;

@@ -94,6 +94,7 @@
 #include "attnx/detail/checks.hpp"
 #include "attnx/detail/online_softmax.hpp"
 #include "attnx/detail/parallel.hpp"
+#include "attnx/detail/transpose.hpp"
 #include "attnx/exact.hpp"
 #include "attnx/mechanisms.hpp"
 
@@ -339,48 +340,6 @@ inline void check_multi_head(const char* fn, const ViewShape& q, const ViewShape
     }
 }
 
-/// dst (column-major, outer stride ld) = the rows x cols matrix at src with row stride
-/// src_stride and unit column stride. Blocks of P x P (P = Eigen's packet size for Scalar) are transposed in registers by
-/// Eigen's ptranspose (what its GEMM packing uses): a K or V tile of a token-major cache is
-/// gathered at about the speed of a copy (the scalar loop took 1.4x one). The edges go one by one.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-// g++ 12 with AVX-512: the _mm512_undefined_* intrinsics behind ptranspose
-// raise false -Wuninitialized / -Wmaybe-uninitialized reports at these lines.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-template <typename Scalar>
-void transpose_rows(const Scalar* src, Index src_stride, Index rows, Index cols, Scalar* dst, Index ld) {
-    namespace ei = Eigen::internal;
-    using Packet = typename ei::packet_traits<Scalar>::type;
-    constexpr int P = ei::packet_traits<Scalar>::size;
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wignored-attributes"  // PacketBlock<__m256, 8>: the vector type's alignment attribute
-#endif
-    using Block = ei::PacketBlock<Packet, P>;
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-    Index n0 = 0;
-    for (; n0 + P <= rows; n0 += P) {
-        Index c0 = 0;
-        for (; c0 + P <= cols; c0 += P) {
-            Block b;
-            for (int r = 0; r < P; ++r) b.packet[r] = ei::ploadu<Packet>(src + (n0 + r) * src_stride + c0);
-            ei::ptranspose(b);
-            for (int r = 0; r < P; ++r) ei::pstoreu(dst + (c0 + r) * ld + n0, b.packet[r]);
-        }
-        for (; c0 < cols; ++c0)
-            for (Index n = n0; n < n0 + P; ++n) dst[c0 * ld + n] = src[n * src_stride + c0];
-    }
-    for (; n0 < rows; ++n0)
-        for (Index c = 0; c < cols; ++c) dst[c * ld + n0] = src[n0 * src_stride + c];
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 /// Copies rows [first, first + rows) of the (b, h) slice of x into the column-major rows x D
 /// matrix at dst with outer stride ld >= rows. Token-major slices (unit stride along D) go through transpose_rows; any other

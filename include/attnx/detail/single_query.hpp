@@ -32,6 +32,7 @@
 
 #include "attnx/core.hpp"
 #include "attnx/detail/checks.hpp"  // ceil_div
+#include "attnx/detail/static_for.hpp"
 
 namespace attnx {
 namespace detail {
@@ -61,17 +62,6 @@ struct is_row_tile<RowTileMap<Scalar>> : std::true_type {};
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-attributes"  // PacketBlock<__m256, 8>: the vector type's alignment attribute
 #endif
-
-/// f(std::integral_constant<int, 0>{}), ..., f(std::integral_constant<int, N - 1>{}): an unrolled
-/// loop whose index is a constant, so that arrays of packets indexed by it stay in registers.
-template <typename F, int... I>
-inline void static_for_each(F& f, std::integer_sequence<int, I...>) {
-    (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, typename F>
-inline void static_for(F&& f) {
-    static_for_each(f, std::make_integer_sequence<int, N>{});
-}
 
 /// Packet type, size and the shared steps of the single-query products.
 template <typename Scalar>
