@@ -22,7 +22,8 @@ using attnx::Index;
 /// causal_product_cpu, performer-pytorch's loop): features for the whole sequence first (one
 /// GEMM each, as PyTorch would), then for every token S += w·φ(k)vᵀ, z += w·φ(k) and
 /// out = φ(q)ᵀS / (φ(q)ᵀz + eps), in plain loops over row-major arrays (the inner loops
-/// vectorise). Key weights w = exp(c_j − max c), the reference's global maximum.
+/// vectorise). Key weights w = exp(c_j − max c), the reference's global maximum. Its buffers
+/// are kept between calls, per thread.
 /// `static`: each unit keeps its own copy (the scalar unit's must not be merged with the
 /// vectorised one by the linker, as an inline template would be).
 template <typename Map>
@@ -32,16 +33,37 @@ static void token_loop(const Map& map, const attnx::Matrix<float>& q, const attn
     const Index n = q.rows(), dv = v.cols();
     const Index d = q.cols();
     const Index c_dim = map.feature_dim(d);
-    attnx::Matrix<float> pq(n, c_dim), pk(n, c_dim);
-    attnx::Vector<float> c(n);
+    // Buffers kept between calls (resized only when the shape changes), as attnx's causal kernel
+    // keeps its own: allocated per call, the FAVOR+ features (16 MiB at n = 4096) were faulted
+    // in afresh by a call timed alone, up to 4x its steady-state time on these VMs.
+    struct Buffers {
+        attnx::Matrix<float> pq, pk;
+        attnx::Vector<float> c;
+        RowMajor fq, fk, vr;
+        std::vector<float> s, z, row;
+    };
+    thread_local Buffers b;
+    b.pq.resize(n, c_dim);
+    b.pk.resize(n, c_dim);
+    b.c.resize(n);
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    map.queries(Eigen::Ref<const attnx::Matrix<float>>(q), scale, Eigen::Ref<attnx::Matrix<float>>(pq));
-    map.keys(Eigen::Ref<const attnx::Matrix<float>>(k), scale, Eigen::Ref<attnx::Matrix<float>>(pk),
-             Eigen::Ref<attnx::Vector<float>>(c));
-    const RowMajor fq = pq, fk = pk, vr = v;
+    map.queries(Eigen::Ref<const attnx::Matrix<float>>(q), scale, Eigen::Ref<attnx::Matrix<float>>(b.pq));
+    map.keys(Eigen::Ref<const attnx::Matrix<float>>(k), scale, Eigen::Ref<attnx::Matrix<float>>(b.pk),
+             Eigen::Ref<attnx::Vector<float>>(b.c));
+    b.fq = b.pq;
+    b.fk = b.pk;
+    b.vr = v;
+    const RowMajor& fq = b.fq;
+    const RowMajor& fk = b.fk;
+    const RowMajor& vr = b.vr;
+    const attnx::Vector<float>& c = b.c;
     const float top = c.maxCoeff();
-    std::vector<float> s(static_cast<std::size_t>(c_dim * dv), 0.0f), z(static_cast<std::size_t>(c_dim), 0.0f),
-        row(static_cast<std::size_t>(dv));
+    b.s.assign(static_cast<std::size_t>(c_dim * dv), 0.0f);
+    b.z.assign(static_cast<std::size_t>(c_dim), 0.0f);
+    b.row.resize(static_cast<std::size_t>(dv));
+    std::vector<float>& s = b.s;
+    std::vector<float>& z = b.z;
+    std::vector<float>& row = b.row;
     for (Index i = 0; i < n; ++i) {
         const float w = std::exp(c(i) - top);
         const float* ki = fk.data() + i * c_dim;
