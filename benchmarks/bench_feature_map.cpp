@@ -13,7 +13,8 @@
 // (token_loop.hpp: the reference kernels' structure in plain loops, auto-vectorised), and
 // speedup_vs_scalar_loop, to the same loop compiled without auto-vectorisation (the reference
 // kernels' scalar code), each the median of nine alternating pairs of timings (paired_speedup in
-// gemm_baseline.hpp: robust to a VM whose speed drifts); for the decode steps ns_per_token; peak_extra_MiB on one extra call.
+// gemm_baseline.hpp: robust to a VM whose speed drifts; each timing after a 20 ms pause, the loop
+// keeping its buffers between calls as the kernel does); for the decode steps ns_per_token; peak_extra_MiB on one extra call.
 //
 // Targets (2-core machine): causal gemm_ratio >= 0.5 at n >= 4096; causal >= 10x faster than the
 // token-by-token loop; time(65536) / time(4096) <= 18; a decode step's time independent of n.

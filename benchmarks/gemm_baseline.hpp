@@ -15,6 +15,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -104,12 +105,18 @@ double timed_loop(benchmark::State& state, F&& body) {
 /// VM: one thread's GEMM rate moved between 33 and 51 GFLOP/s from one 30 ms run to the next):
 /// nine alternating pairs, `fast` repeated within a pair until it has run at least 50 ms, and
 /// the median of the pairs' ratios slow / fast. One timing of each, seconds apart, can be off by
-/// the drift itself.
+/// the drift itself. `slow` runs once untimed first (buffers it keeps are then in place, as
+/// `fast`'s are), and each timing starts after a 20 ms pause: on the 2-core VMs a
+/// single-threaded call that began right after 50 ms of two-thread calls took 1.8x as long
+/// (97 against 54 ms for the scalar FAVOR+ token loop, AVX2 build), with a 5 ms pause it did not.
 template <typename Fast, typename Slow>
 double paired_speedup(Fast&& fast, Slow&& slow) {
     using clock = std::chrono::steady_clock;
+    const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
     std::vector<double> ratios;
+    slow();
     for (int pair = 0; pair < 9; ++pair) {
+        pause();
         const auto t0 = clock::now();
         int calls = 0;
         do {
@@ -117,6 +124,7 @@ double paired_speedup(Fast&& fast, Slow&& slow) {
             ++calls;
         } while (std::chrono::duration<double>(clock::now() - t0).count() < 0.05);
         const double t_fast = std::chrono::duration<double>(clock::now() - t0).count() / calls;
+        pause();
         const auto t1 = clock::now();
         slow();
         const double t_slow = std::chrono::duration<double>(clock::now() - t1).count();
