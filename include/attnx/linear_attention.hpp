@@ -32,10 +32,10 @@
 ///     S_{≤c} = S_{<c} + φ(K_c)ᵀ V_c,
 /// all matrix products (the tril product in blocks of 32 query rows, each against the keys its
 /// last row sees, so the upper triangle is mostly skipped). The engine's products (states,
-/// outputs, chunks; not FAVOR+'s feature products, which are the map's) are detail::small_gemm,
-/// a register tile that reads its operands in place: on these 64 x 64 by 64 x 65 shapes
-/// Eigen's GEMM, which packs both operands on every call, ran at 60% of the FMA peak and the
-/// tile at 99% (detail/small_gemm.hpp). The chunks run in windows of 8 per thread:
+/// outputs, chunks, the decode step; FAVOR+'s map uses it for its feature product too) are
+/// detail::small_gemm, a register tile that reads its operands in place: on these 64 x 64 by
+/// 64 x 65 shapes Eigen's GEMM, which packs both operands on every call, ran at 60% of the FMA
+/// peak and the tile at 97–99% (detail/small_gemm.hpp). The chunks run in windows of 8 per thread:
 /// pass 1 forms each chunk's features and own state φ(K_c)ᵀ[V_c | 1] in parallel and keeps them;
 /// a prefix over the window's chunk states, in chunk order and in place (each chunk's state
 /// becomes S_{≤c}; its columns split between the threads), gives each chunk S_{<c}; pass 2
