@@ -76,9 +76,10 @@ struct Work {
 };
 
 /// Mean keys per query row of a chunk of t tokens that the causal tril products are formed
-/// against: blocks of detail::causal_row_block rows, each against the keys its last row sees.
+/// against: blocks of detail::causal_row_block<float>() rows (16 with AVX2, 32 with AVX-512),
+/// each against the keys its last row sees.
 Index tril_keys(Index t) {
-    const Index rb = attnx::detail::causal_row_block;
+    const Index rb = attnx::detail::causal_row_block<float>();
     Index sum = 0;
     for (Index r0 = 0; r0 < t; r0 += rb) sum += std::min(rb, t - r0) * std::min(t, r0 + rb);
     return sum / t;

@@ -62,6 +62,7 @@
 
 #include "attnx/core.hpp"
 #include "attnx/detail/checks.hpp"
+#include "attnx/detail/fast_exp.hpp"
 #include "attnx/detail/small_gemm.hpp"
 #include "attnx/random.hpp"
 
@@ -81,9 +82,10 @@ struct EluPlusOne {
     template <typename Scalar>
     void queries(const Eigen::Ref<const Matrix<Scalar>>& x, double /*scale*/, Eigen::Ref<Matrix<Scalar>> phi) const {
         // max(x, 0) + exp(min(x, 0)): x + 1 for x > 0 and exp(x) otherwise, without a branch;
-        // column by column, so that Eigen's vectorised exp is used.
+        // column by column, so that the exp is vectorised (detail/fast_exp.hpp).
         for (Index j = 0; j < x.cols(); ++j)
-            phi.col(j).array() = x.col(j).array().cwiseMax(Scalar(0)) + x.col(j).array().cwiseMin(Scalar(0)).exp();
+            phi.col(j).array() = x.col(j).array().cwiseMax(Scalar(0)) +
+                                 x.col(j).array().cwiseMin(Scalar(0)).unaryExpr(detail::exp_op<Scalar>());
     }
 
     template <typename Scalar>
@@ -296,7 +298,8 @@ private:
         for (Index f = 1; f < phi.cols(); ++f) row_max = row_max.cwiseMax(phi.col(f));
         row_max *= root_s;
         for (Index f = 0; f < phi.cols(); ++f)
-            phi.col(f).array() = ((root_s * phi.col(f).array() - row_max.array()).exp() + stab) * inv_sqrt_m;
+            phi.col(f).array() =
+                ((root_s * phi.col(f).array() - row_max.array()).unaryExpr(detail::exp_op<Scalar>()) + stab) * inv_sqrt_m;
     }
 
     /// W (m × d) in double: see the class comment.

@@ -30,8 +30,9 @@
 /// Causal, chunked (`chunk` = T tokens, default 64): for chunk c,
 ///     out_c = φ(Q_c) S_{<c} + tril(φ(Q_c) φ(K_c)ᵀ) V_c  (and the same for the denominator),
 ///     S_{≤c} = S_{<c} + φ(K_c)ᵀ V_c,
-/// all matrix products (the tril product in blocks of 32 query rows, each against the keys its
-/// last row sees, so the upper triangle is mostly skipped). The engine's products (states,
+/// all matrix products (the tril product in blocks of one register tile of query rows, 16 floats
+/// with AVX2 and 32 with AVX-512, each against the keys its last row sees, so the upper
+/// triangle is mostly skipped). The engine's products (states,
 /// outputs, chunks, the decode step; FAVOR+'s map uses it for its feature product too) are
 /// detail::small_gemm, a register tile that reads its operands in place: on these 64 x 64 by
 /// 64 x 65 shapes Eigen's GEMM, which packs both operands on every call, ran at 60% of the FMA
@@ -47,9 +48,9 @@
 /// Cost: O((n_q + n_k)·C·(d + d_v)) time — C·d per token for the features (FAVOR+: m·d; elu + 1:
 /// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
 /// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v
-/// + 32))) causal (8 chunks per thread kept, in one block that the calling thread keeps for its
-/// next call up to 16 MiB — 2.3 MiB in float for FAVOR+ m = 256, d_v = 64 on two threads; per thread and Scalar type — and a 32 x T
-/// row block of the tril product); no n × n or n × C matrix.
+/// + B))) causal (8 chunks per thread kept, in one block that the calling thread keeps for its
+/// next call up to 16 MiB — 2.3 MiB in float for FAVOR+ m = 256, d_v = 64 on two threads; per thread and Scalar type — and a B x T
+/// row block of the tril product, B = causal_row_block: 16 or 32 in float); no n × n or n × C matrix.
 ///
 /// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
 /// j <= i + n_k − n_q (the queries are the last n_q positions; with n_q > n_k the first
@@ -166,9 +167,15 @@ void merge_state(FeatureState<Scalar>& acc, const FeatureState<Scalar>& part) {
 }
 
 /// Query rows per block of a causal chunk's tril(φ(Q_c) φ(K_c)ᵀ) [V_c | 1]: a block forms the
-/// products with the keys its last row sees only, so at T = 64 a quarter of the chunk's square
-/// (above the diagonal) is never computed.
-constexpr Index causal_row_block = 32;
+/// products with the keys its last row sees only, so of a chunk's square (T = 64) the part
+/// above the diagonal left is 3/8 for 16-row blocks, 1/4 for 32. One register tile of rows
+/// (2 packets: 16 floats with AVX2, 32 with AVX-512), the fewest rows the tile computes at
+/// full width. The block size changes no bit of a result: a row's hidden keys (zeroed) come
+/// after its visible ones, and adding their zero products leaves the sum as it is.
+template <typename Scalar>
+constexpr Index causal_row_block() {
+    return small_gemm_packets * static_cast<Index>(Eigen::internal::packet_traits<Scalar>::size);
+}
 
 /// A block of prepared keys: features, log scales and [V | 1], padded rows zero (c = −inf).
 template <typename Scalar>
@@ -215,7 +222,7 @@ struct LinearWorkspace {
     Matrix<Scalar> phiq;   ///< rows x C: query features
     Matrix<Scalar> psit;   ///< C x rows: a key block's features transposed (the left factor of its state product)
     Matrix<Scalar> y;      ///< rows x (d_v + 1): [num | den]
-    Matrix<Scalar> a;      ///< min(rows, 32) x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
+    Matrix<Scalar> a;      ///< min(rows, causal_row_block) x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
     Vector<Scalar> rq;     ///< rows: R_i of the chunk's query rows (causal only)
     Vector<Scalar> f;      ///< rows: exp(r − R_i) (causal only)
     /// False once an output row this thread wrote, or its denominator, held NaN or Inf (checked
@@ -237,7 +244,7 @@ struct LinearWorkspace {
         psit.resize(c_dim, rows);
         y.resize(rows, dv + 1);
         if (causal) {
-            a.resize(std::min(rows, causal_row_block), rows);
+            a.resize(std::min(rows, causal_row_block<Scalar>()), rows);
             rq.resize(rows);
             f.resize(rows);
         }
@@ -443,8 +450,9 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const Eigen::Ref<const 
         }
         y.array().colwise() *= ws.f.head(nq).array();
     }
-    for (Index r0 = 0; r0 < nq; r0 += causal_row_block) {
-        const Index rows = std::min(causal_row_block, nq - r0);
+    constexpr Index row_block = causal_row_block<Scalar>();
+    for (Index r0 = 0; r0 < nq; r0 += row_block) {
+        const Index rows = std::min(row_block, nq - r0);
         const Index seen = std::min(len, first + r0 + rows);  // keys the block's last row sees
         auto a = ws.a.topLeftCorner(rows, seen);
         small_gemm<false>(a, phiq.middleRows(r0, rows), kb.psi.topRows(seen).transpose());
