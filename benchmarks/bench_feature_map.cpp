@@ -5,9 +5,10 @@
 // in the same run; one decode step after 1024 and after 32768 tokens; causal FAVOR+ at n = 2^20.
 // Counters: tokens_per_s; GFLOPs on the nominal FLOPs of the algorithm (feature GEMMs 2·n·d·C
 // each for Q and K with FAVOR+, the states 2·n·C·(d_v + 1), the outputs 2·n·C·(d_v + 1), and in
-// the causal case the chunks' 2·n·T'·(C + d_v + 1), with T' = 48 the mean number of keys a query
-// row's tril products are formed against at T = 64: attnx forms them in 32-row blocks, each
-// against the keys its last row sees); gemm_ratio against Eigen GEMMs of the same
+// the causal case the chunks' 2·n·T'·(C + d_v + 1), with T' the mean number of keys a query
+// row's tril products are formed against at T = 64: attnx forms them in blocks of 2 packets of
+// rows, each against the keys its last row sees, T' = 48 with AVX-512's 32-row blocks, 40 with
+// AVX2's 16); gemm_ratio against Eigen GEMMs of the same
 // shapes in this run; for n <= 4096 rel_err of FAVOR+ against exact softmax attention (double)
 // on the demo's inputs; speedup_vs_loop, the same-run ratio to the token-by-token loop
 // (token_loop.hpp: the reference kernels' structure in plain loops, auto-vectorised), and
@@ -76,8 +77,8 @@ struct Work {
 };
 
 /// Mean keys per query row of a chunk of t tokens that the causal tril products are formed
-/// against: blocks of detail::causal_row_block<float>() rows (16 with AVX2, 32 with AVX-512),
-/// each against the keys its last row sees.
+/// against: blocks of detail::causal_row_block<float>() rows (2 packets: 16 with AVX2, 32 with
+/// AVX-512), each against the keys its last row sees.
 Index tril_keys(Index t) {
     const Index rb = attnx::detail::causal_row_block<float>();
     Index sum = 0;

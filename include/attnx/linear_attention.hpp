@@ -30,9 +30,9 @@
 /// Causal, chunked (`chunk` = T tokens, default 64): for chunk c,
 ///     out_c = φ(Q_c) S_{<c} + tril(φ(Q_c) φ(K_c)ᵀ) V_c  (and the same for the denominator),
 ///     S_{≤c} = S_{<c} + φ(K_c)ᵀ V_c,
-/// all matrix products (the tril product in blocks of one register tile of query rows, 16 floats
-/// with AVX2 and 32 with AVX-512, each against the keys its last row sees, so the upper
-/// triangle is mostly skipped). The engine's products (states,
+/// all matrix products (the tril product in blocks of one register tile of query rows, 2
+/// packets: 16 floats with AVX2, 32 with AVX-512, 8 with SSE2; each block against the keys its
+/// last row sees, so the upper triangle is mostly skipped). The engine's products (states,
 /// outputs, chunks, the decode step; FAVOR+'s map uses it for its feature product too) are
 /// detail::small_gemm, a register tile that reads its operands in place: on these 64 x 64 by
 /// 64 x 65 shapes Eigen's GEMM, which packs both operands on every call, ran at 60% of the FMA
@@ -50,7 +50,7 @@
 /// O(parts·C·d_v + threads·T·(C + d_v)) non-causal (parts <= 16), O(threads·(C·d_v + T·(C + d_v
 /// + B))) causal (8 chunks per thread kept, in one block that the calling thread keeps for its
 /// next call up to 16 MiB — 2.3 MiB in float for FAVOR+ m = 256, d_v = 64 on two threads; per thread and Scalar type — and a B x T
-/// row block of the tril product, B = causal_row_block: 16 or 32 in float); no n × n or n × C matrix.
+/// row block of the tril product, B = causal_row_block: 2 packets); no n × n or n × C matrix.
 ///
 /// Causal with n_q != n_k is aligned bottom-right like every attnx mechanism: query i sees keys
 /// j <= i + n_k − n_q (the queries are the last n_q positions; with n_q > n_k the first
@@ -94,6 +94,7 @@
 
 #include "attnx/core.hpp"
 #include "attnx/detail/checks.hpp"
+#include "attnx/detail/fast_exp.hpp"
 #include "attnx/detail/parallel.hpp"
 #include "attnx/detail/small_gemm.hpp"
 #include "attnx/detail/transpose.hpp"
@@ -168,10 +169,14 @@ void merge_state(FeatureState<Scalar>& acc, const FeatureState<Scalar>& part) {
 
 /// Query rows per block of a causal chunk's tril(φ(Q_c) φ(K_c)ᵀ) [V_c | 1]: a block forms the
 /// products with the keys its last row sees only, so of a chunk's square (T = 64) the part
-/// above the diagonal left is 3/8 for 16-row blocks, 1/4 for 32. One register tile of rows
-/// (2 packets: 16 floats with AVX2, 32 with AVX-512), the fewest rows the tile computes at
-/// full width. The block size changes no bit of a result: a row's hidden keys (zeroed) come
-/// after its visible ones, and adding their zero products leaves the sum as it is.
+/// above the diagonal left is 3/8 for 16-row blocks, 1/4 for 32. One register tile of rows,
+/// 2 packets (floats: 8 with SSE2, 16 with AVX2, 32 with AVX-512; doubles half as many), the
+/// fewest rows the tile computes at full width. For finite inputs the block size changes no
+/// bit of a result: a row's hidden keys (zeroed) come after its visible ones, adding their zero
+/// products leaves the sum as it is, and the row block buffer's height is a whole number of
+/// packets, so that which entries of a column Eigen's vectorised loops reach with scalar code
+/// depends on the row alone. (With check_finite off, a hidden key's Inf or NaN in V turns its
+/// zero into NaN: up to B − 1 earlier rows of its block get NaN.)
 template <typename Scalar>
 constexpr Index causal_row_block() {
     return small_gemm_packets * static_cast<Index>(Eigen::internal::packet_traits<Scalar>::size);
@@ -244,7 +249,8 @@ struct LinearWorkspace {
         psit.resize(c_dim, rows);
         y.resize(rows, dv + 1);
         if (causal) {
-            a.resize(std::min(rows, causal_row_block<Scalar>()), rows);
+            constexpr Index packet = static_cast<Index>(Eigen::internal::packet_traits<Scalar>::size);
+            a.resize(ceil_div(std::min(rows, causal_row_block<Scalar>()), packet) * packet, rows);
             rq.resize(rows);
             f.resize(rows);
         }
@@ -465,7 +471,7 @@ Index attend_chunk(const LinearProblem<Scalar, Map>& pb, const Eigen::Ref<const 
                     a.col(t).tail(rows - hidden).setZero();
                 else
                     a.col(t).tail(rows - hidden).array() *=
-                        (kb.c(t) - ws.rq.segment(r0 + hidden, rows - hidden).array()).exp();
+                        (kb.c(t) - ws.rq.segment(r0 + hidden, rows - hidden).array()).unaryExpr(exp_op<Scalar>());
             }
         }
         small_gemm<true>(y.middleRows(r0, rows), a, kb.vaug.topRows(seen));

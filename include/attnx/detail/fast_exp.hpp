@@ -1,25 +1,32 @@
 // SPDX-License-Identifier: MIT
 /// \file detail/fast_exp.hpp
-/// exp for float packets with the exponent built by one integer shift, for the feature maps'
-/// exp passes (FAVOR+'s features, elu + 1's negative part). Not API.
+/// exp for float packets with the exponent built by one integer shift, for the feature-map
+/// engine's exp passes (FAVOR+'s features, elu + 1's negative part, the causal chunks' key
+/// weights). Not API.
 ///
-/// Why: Eigen 3.4's AVX and SSE exp for float (pexp_float) scales by 2^m with its general
-/// ldexp (pldexp_generic: clamps and four multiplies, for exponents up to ±2099), where an
-/// exp's m is in [−127, 127]; only its AVX-512 exp builds 2^m with a shift. On the 2-core
-/// AVX-512 VM of this project, built with -mno-avx512f, Eigen's exp took 0.44 ns per float
-/// (1.5 cycles) and 0.13 with AVX-512: a FAVOR+ feature block (64 x 256) spent half as long in
-/// exp as in its 64 x 64 by 64 x 256 product. This one is Eigen's AVX-512 scheme for every
-/// float packet width: Cephes' degree-7 polynomial on r = x − m·ln 2 ∈ [−ln2/2, ln2/2] (ln 2
-/// in two parts, Cody–Waite, exact without FMA), times 2^m from the shift.
+/// Why: Eigen 3.4's SSE and AVX exp for float (pexp_float) scales by 2^m with its general
+/// ldexp (pldexp_generic: clamps and four multiplies, for any float exponent), where an exp's
+/// m is in [−127, 128]; only its AVX-512 exp builds 2^m with a shift. On the 2-core AVX-512 VM
+/// of this project, built with -mno-avx512f, Eigen's exp took 0.44 ns per float (1.5 cycles)
+/// and this one 0.26–0.30; with AVX-512 both take 0.13. A FAVOR+ feature block (64 x 256)
+/// spent half as long in Eigen's exp as in its 64 x 64 by 64 x 256 product. This is Eigen's
+/// generic pexp_float (Cody–Waite reduction with ln 2 in two parts, exact without FMA; Cephes'
+/// degree-7 polynomial on r ∈ [−ln2/2, ln2/2]) with 2^m built by the shift of its AVX-512 exp.
+/// Multiplying by an exact power of two does not round, so where the result is a normal float
+/// it is bit-identical to Eigen's SSE/AVX exp; Eigen's AVX-512 exp reduces with one ln 2
+/// constant, so there the last bit may differ.
 ///
-/// Accuracy (tested against the double exp): within 2 ulp where the result is a normal float
-/// (x ≥ −87.33); below that, down to x = −88.38, results within 2^−126 of the true value
-/// (0 where m = −127: no subnormal results there); x < −88.38 and −inf give +0; x > 88.376
-/// and +inf give +inf (the true result overflows from 88.723); NaN gives NaN. The scalar path
-/// (the rows after the last whole packet) is std::exp, as in Eigen's own exp. Double is
-/// Eigen's exp unchanged (no target here depends on it).
+/// Accuracy (tested against the double exp): within 2 ulp (1.25–1.28 measured) for
+/// x ∈ [−87.33, 88.376), where the result is a normal float; for x ∈ [−88.38, −87.33), results
+/// within 2^−126 of the true value (+0 from −87.68 down: no subnormal results there, where
+/// Eigen's SSE/AVX exp returns subnormals); x < −88.38 and −inf give +0; x ≥ 88.376 and +inf
+/// give +inf (the true result overflows from 88.723; the feature maps pass x <= 0); NaN gives
+/// NaN. The scalar path (what Eigen's vectorised loops do not reach with whole packets: a
+/// block's unaligned head and its tail) is std::exp, as in Eigen's own exp. Double is Eigen's
+/// exp unchanged (no target here depends on it).
 ///
-/// Cost: about 15 vector operations per packet, no table, no branch.
+/// Cost: about 19 vector operations per packet with FMA (more with SSE2, whose floor is
+/// emulated), no table, no branch.
 #ifndef ATTNX_DETAIL_FAST_EXP_HPP
 #define ATTNX_DETAIL_FAST_EXP_HPP
 
@@ -58,7 +65,8 @@ inline Packet pexp_float_shift(const Packet& x0) {
     y = ei::pmadd(y, r3, y1);
     y = ei::pmadd(y, r2, y2);
     // 2^m for m in [−127, 128]: the biased exponent m + 127 in [0, 255] shifted into place (+0
-    // for m = −127, +inf for m = 128).
+    // for m = −127, +inf for m = 128). The lower clamp rounds to −88.37625885: x·log2e + 0.5 =
+    // −126.99999 with and without FMA, so m is never −128 (whose bits would be −inf).
     const PacketI e = ei::plogical_shift_left<23>(ei::pcast<Packet, PacketI>(ei::padd(m, ei::pset1<Packet>(127.0f))));
     return ei::pmul(y, ei::preinterpret<Packet>(e));
 }
