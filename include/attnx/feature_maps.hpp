@@ -159,8 +159,10 @@ struct RandomFeatureOptions {
 ///
 /// The stabilizer is relative to each row's largest feature (the reference code adds it after
 /// subtracting a maximum taken over the whole sequence, which makes a causal output depend on
-/// future keys); queries() returns rows scaled by exp(−max_f (Wx)_f) and keys() returns the same
-/// rows plus their log scale max_f (Wx)_f − ‖x‖²/2, so no feature exceeds (1 + stabilizer)/√m.
+/// future keys); queries() returns φ(x) times exp(‖x‖²/2 − max_f (Wx)_f), a per-row factor that
+/// cancels between an output's numerator and denominator, i.e. (exp(Wx − max_f (Wx)_f) +
+/// stabilizer) / √m; keys() returns the same rows plus their log scale max_f (Wx)_f − ‖x‖²/2
+/// (row · exp(log scale) = φ(x)), so no feature exceeds (1 + stabilizer)/√m.
 ///
 /// W (m × d) is drawn from (seed, stream = `stream` + draw index) of attnx::CounterRng: the
 /// same matrix on every platform and thread count (up to the last ulp of std::log/std::cos and
@@ -264,7 +266,9 @@ public:
         return m_w.rows();
     }
 
-    /// φ(x) per row, scaled by exp(−max_f √s·(Wx)_f): entries in (0, (1 + stabilizer)/√m].
+    /// Per row of x (the queries q; the map forms √s·q itself): φ(√s·q) times
+    /// exp(‖√s·q‖²/2 − max_f √s·(Wq)_f), i.e. (exp(√s·Wq − max_f √s·(Wq)_f) + stabilizer) / √m,
+    /// entries in (0, (1 + stabilizer)/√m] (see the class comment).
     void queries(const Eigen::Ref<const Matrix<Scalar>>& x, double scale, Eigen::Ref<Matrix<Scalar>> phi) const {
         Vector<Scalar> row_max(x.rows());
         project(x, scale, phi, row_max);

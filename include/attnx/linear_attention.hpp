@@ -114,7 +114,9 @@ struct LinearAttentionOptions : AttentionOptions {
     /// logits (measured: 1e-10 relative at m = 32, 1.4e-3 at m = 16384, d = 8). Where the dense
     /// formula must be matched to rounding, pass a tiny eps (e.g. 1e-30).
     double eps = 1e-6;
-    /// T, tokens per chunk of the causal algorithm (>= 1). Changes results only by rounding.
+    /// T, tokens per chunk of the causal algorithm (>= 1): used by causal calls and by
+    /// LinearAttentionState::prefill; non-causal calls and step() ignore it; T >= n_k gives one
+    /// chunk. Changes results only by rounding.
     Index chunk = 64;
 
     LinearAttentionOptions() = default;
@@ -168,8 +170,8 @@ void merge_state(FeatureState<Scalar>& acc, const FeatureState<Scalar>& part) {
 }
 
 /// Query rows per block of a causal chunk's tril(φ(Q_c) φ(K_c)ᵀ) [V_c | 1]: a block forms the
-/// products with the keys its last row sees only, so of a chunk's square (T = 64) the part
-/// above the diagonal left is 3/8 for 16-row blocks, 1/4 for 32. One register tile of rows,
+/// products with the keys its last row sees only, so the blocks skip 3/8 of a chunk's T x T
+/// square at T = 64 with 16-row blocks (1/4 with 32-row blocks). One register tile of rows,
 /// 2 packets (floats: 8 with SSE2, 16 with AVX2, 32 with AVX-512; doubles half as many), the
 /// fewest rows the tile computes at full width. For finite inputs the block size changes no
 /// bit of a result: a row's hidden keys (zeroed) come after its visible ones, adding their zero
