@@ -229,7 +229,7 @@ struct LinearWorkspace {
     Matrix<Scalar> phiq;   ///< rows x C: query features
     Matrix<Scalar> psit;   ///< C x rows: a key block's features transposed (the left factor of its state product)
     Matrix<Scalar> y;      ///< rows x (d_v + 1): [num | den]
-    Matrix<Scalar> a;      ///< min(rows, causal_row_block) x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
+    Matrix<Scalar> a;      ///< min(rows, causal_row_block) rounded up to whole packets x rows: a row block of φ(Q_c) φ(K_c)ᵀ (causal only)
     Vector<Scalar> rq;     ///< rows: R_i of the chunk's query rows (causal only)
     Vector<Scalar> f;      ///< rows: exp(r − R_i) (causal only)
     /// False once an output row this thread wrote, or its denominator, held NaN or Inf (checked
