@@ -40,10 +40,12 @@
 /// pass 1 forms each chunk's features and own state φ(K_c)ᵀ[V_c | 1] in parallel and keeps them;
 /// a prefix over the window's chunk states, in chunk order and in place (each chunk's state
 /// becomes S_{≤c}; its columns split between the threads), gives each chunk S_{<c}; pass 2
-/// forms the chunks' outputs in parallel from the kept features, asking for the next window's
-/// rows of Q, K and V ahead of use. Chunk bounds depend on n_k (and `chunk`) only and the prefix
-/// runs over the chunks in order whatever the window: results are bit-identical for any thread
-/// count. Each key's features and state product are formed once.
+/// forms the chunks' outputs in parallel from the kept features. Each thread takes one run of
+/// consecutive chunks of a window, the same in both passes (the features it kept are still in
+/// its cache), and asks for the rows of its chunk two ahead before their use. Chunk bounds
+/// depend on n_k (and `chunk`) only and the prefix runs over the chunks in order whatever the
+/// window or the runs: results are bit-identical for any thread count. Each key's features and
+/// state product are formed once.
 ///
 /// Cost: O((n_q + n_k)·C·(d + d_v)) time — C·d per token for the features (FAVOR+: m·d; elu + 1:
 /// d) and C·d_v for the states — plus O(n·T·(C + d_v)) for the causal chunks; extra memory
@@ -592,12 +594,12 @@ ATTNX_OMP(for schedule(dynamic, 1))
     failure.out_finite = failure.out_finite && outputs_finite(workspaces);
 }
 
-/// Chunks per window of the causal path for a team of `team` threads: enough for the dynamic
-/// schedule to balance, few enough that a window's prepared keys (per chunk T·(C + d_v) entries
-/// plus its C·(d_v + 1) state: about 145 KiB in float at T = 64, C = 256, d_v = 64) stay in the
-/// last-level cache between its two passes. The window is the one split that depends on the
-/// thread count (parallel.hpp rule 4): results do not, as the prefix runs over the chunks in
-/// order whatever the window.
+/// Chunks per window of the causal path for a team of `team` threads: a run of 8 per thread
+/// (longer runs read longer pieces of each column of Q, K and V), few enough that a window's
+/// prepared keys (per chunk T·(C + d_v) entries plus its C·(d_v + 1) state: about 145 KiB in
+/// float at T = 64, C = 256, d_v = 64) stay in the last-level cache between its two passes. The
+/// window and the runs are the one split that depends on the thread count (parallel.hpp rule
+/// 4): results do not, as the prefix runs over the chunks in order whatever the window.
 inline Index causal_window(int team) { return 8 * static_cast<Index>(std::max(team, 1)); }
 
 /// Columns per block of the causal prefix (the blocks are split between the threads).
@@ -642,6 +644,24 @@ ATTNX_OMP(for schedule(static))
         to.s.middleCols(c0, nc) = Eigen::Map<const Matrix<Scalar>>(prev, rows, cols).middleCols(c0, nc);
         if (b == 0) to.r = r;
     }
+}
+
+/// Chunks per thread of a causal window of `in_window` chunks: thread t takes the run
+/// [t·per, (t + 1)·per) in both passes (schedule(static, per)).
+inline Index causal_run(Index in_window, int team) {
+    return ceil_div(in_window, static_cast<Index>(std::max(team, 1)));
+}
+
+/// Chunks ahead of use whose rows a thread asks for (causal path).
+constexpr Index causal_prefetch_ahead = 2;
+
+/// The chunk (index from the sequence's start) that the thread holding chunk w of the window at
+/// c0 reaches causal_prefetch_ahead chunks later: later in its run, or else in its run of the
+/// next window (taken as split alike). Only a hint for prefetch_rows: may be past the end.
+inline Index causal_chunk_ahead(Index c0, Index w, Index in_window, Index window, Index per) {
+    const Index b0 = (w / per) * per, b1 = std::min(b0 + per, in_window);
+    const Index ahead = w + causal_prefetch_ahead;
+    return ahead < b1 ? c0 + ahead : c0 + window + b0 + (ahead - b1);
 }
 
 /// Asks for rows [r0, r1) of a column-major matrix (every cache line of each column) to be loaded
@@ -785,12 +805,16 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
         int from = 0;
         for (Index c0 = 0; c0 < chunks; c0 += window, from = 1 - from) {
             const Index in_window = std::min(window, chunks - c0);
-            // Pass 1: each chunk's features and own state (and the next window's rows asked for).
-ATTNX_OMP(for schedule(dynamic, 1))
+            // One run of consecutive chunks per thread, the same in both passes (per is the
+            // same on every thread: a schedule's chunk size must be).
+            const Index per = causal_run(in_window, team);
+            // Pass 1: each chunk's features and own state (and the rows of K and V ahead asked for).
+ATTNX_OMP(for schedule(static, per))
             for (Index w = 0; w < in_window; ++w) {
                 errors.run([&] {
                     const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
-                    const Index next = j0 + window * t_len, next_end = std::min(n_k, next + t_len);
+                    const Index next = std::min(n_k, causal_chunk_ahead(c0, w, in_window, window, per) * t_len);
+                    const Index next_end = std::min(n_k, next + t_len);
                     prefetch_rows(pb.k, next, next_end);
                     prefetch_rows(pb.v, next, next_end);
                     KeyBlockView<Scalar>& kb = keys[static_cast<std::size_t>(w)];
@@ -804,13 +828,13 @@ ATTNX_OMP(for schedule(dynamic, 1))
             prefix_window(carry[from], own, in_window, prefix_r, carry[1 - from]);
             // Pass 2: the outputs of the queries that sit in each chunk.
             if (want_out) {
-ATTNX_OMP(for schedule(dynamic, 1))
+ATTNX_OMP(for schedule(static, per))
                 for (Index w = 0; w < in_window; ++w) {
                     errors.run([&] {
                         const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
                         const Index i0 = std::clamp<Index>(j0 - off, 0, n_q);
                         const Index i1 = std::clamp<Index>(j0 + len - off, 0, n_q);
-                        const Index next = j0 + window * t_len;
+                        const Index next = std::min(n_k, causal_chunk_ahead(c0, w, in_window, window, per) * t_len);
                         prefetch_rows(*pb.q, std::clamp<Index>(next - off, 0, n_q),
                                       std::clamp<Index>(next + t_len - off, 0, n_q));
                         const Scalar* before = w == 0 ? carry[from].s.data() : own[static_cast<std::size_t>(w - 1)].s.data();
