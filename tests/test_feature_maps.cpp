@@ -530,6 +530,50 @@ TEST(FeatureMaps, ChunkSizeAndThreadCountChangeOnlyRounding) {
 #endif
 }
 
+#ifdef _OPENMP
+TEST(FeatureMaps, CausalRunsOfChunksPerThreadChangeNoBit) {
+    // The causal windows give each thread one run of consecutive chunks (the same in both
+    // passes), ceil(window / threads) long: sizes where the runs are uneven, where a window has
+    // fewer chunks than the team, and where the last window is short. Every case does enough
+    // work to run in parallel (min_parallel_flops); results must be bit-identical for 1, 2 and
+    // 3 threads, and the one-thread result within rounding of the double oracle.
+    struct Case {
+        Index n, d, dv, m, chunk;  // m = 0: elu + 1
+    };
+    const Case cases[] = {
+        {100, 64, 64, 256, 50},  // 2 chunks: fewer than 3 threads
+        {2363, 16, 8, 64, 64},   // 37 chunks: windows of 16 (2 threads) or 24 (3), the last short
+        {2363, 32, 16, 0, 64},   // the same with elu + 1
+        {2363, 16, 8, 64, 7},    // 338 chunks: many windows, runs of 8 and a short last one
+    };
+    const int saved = omp_get_max_threads();
+    for (const Case& c : cases) {
+        const auto x = random_qkv<float>(c.n, c.n, c.d, c.dv, 43 + static_cast<std::uint64_t>(c.chunk), 1.0);
+        LinearAttentionOptions o;
+        o.causal = true;
+        o.chunk = c.chunk;
+        const auto prf = favor<float>(c.d, std::max<Index>(c.m, 1), 8);
+        const auto run = [&] {
+            return c.m > 0 ? attnx::performer_attention(x.q, x.k, x.v, prf, o)
+                           : attnx::linear_attention(x.q, x.k, x.v, EluPlusOne{}, o);
+        };
+        std::vector<Matrix<float>> results;
+        for (const int threads : {1, 2, 3}) {
+            omp_set_num_threads(threads);
+            results.push_back(run());
+        }
+        omp_set_num_threads(saved);
+        for (std::size_t t = 1; t < results.size(); ++t)
+            EXPECT_TRUE(results[t] == results[0]) << "n " << c.n << ", chunk " << c.chunk << ", m " << c.m << ", "
+                                                  << t + 1 << " threads";
+        const Eigen::MatrixXd ref =
+            c.m > 0 ? oracle(in_double(prf), to_double(x.q), to_double(x.k), to_double(x.v), 1.0 / std::sqrt(double(c.d)), true)
+                    : oracle(EluPlusOne{}, to_double(x.q), to_double(x.k), to_double(x.v), 1.0, true);
+        EXPECT_LE(attnx::compare(results[0], ref).rel_fro, Tol<float>::rel) << "n " << c.n << ", chunk " << c.chunk;
+    }
+}
+#endif
+
 TEST(FeatureMaps, FavorKernelEstimateFollowsLemma2AndTheorem2) {
     // φ(x)ᵀφ(y) estimates SM(x, y) = exp(xᵀy) (Lemma 1) with MSE (1/m)·exp(‖x+y‖²)·SM²·(1 − exp(−‖x+y‖²))
     // for iid rows (Lemma 2, eq. 8); orthogonal rows lower it by at least

@@ -41,8 +41,9 @@
 /// a prefix over the window's chunk states, in chunk order and in place (each chunk's state
 /// becomes S_{≤c}; its columns split between the threads), gives each chunk S_{<c}; pass 2
 /// forms the chunks' outputs in parallel from the kept features. Each thread takes one run of
-/// consecutive chunks of a window, the same in both passes (the features it kept are still in
-/// its cache), and asks for the rows of its chunk two ahead before their use. Chunk bounds
+/// consecutive chunks of a window, the same in both passes (so it reads the features it kept
+/// itself: in its own cache for small C, else in the last-level cache), and asks for the rows it
+/// reads two chunks later before their use. Chunk bounds
 /// depend on n_k (and `chunk`) only and the prefix runs over the chunks in order whatever the
 /// window or the runs: results are bit-identical for any thread count. Each key's features and
 /// state product are formed once.
@@ -646,27 +647,40 @@ ATTNX_OMP(for schedule(static))
     }
 }
 
-/// Chunks per thread of a causal window of `in_window` chunks: thread t takes the run
-/// [t·per, (t + 1)·per) in both passes (schedule(static, per)).
-inline Index causal_run(Index in_window, int team) {
-    return ceil_div(in_window, static_cast<Index>(std::max(team, 1)));
+/// Chunks per thread of a causal window of `in_window` chunks for a team of `threads` (the team
+/// granted, team_threads()): thread t takes the run [t·per, (t + 1)·per) in both passes
+/// (schedule(static, per)).
+inline Index causal_run(Index in_window, int threads) {
+    return ceil_div(in_window, static_cast<Index>(std::max(threads, 1)));
 }
 
 /// Chunks ahead of use whose rows a thread asks for (causal path).
 constexpr Index causal_prefetch_ahead = 2;
 
-/// The chunk (index from the sequence's start) that the thread holding chunk w of the window at
-/// c0 reaches causal_prefetch_ahead chunks later: later in its run, or else in its run of the
-/// next window (taken as split alike). Only a hint for prefetch_rows: may be past the end.
-inline Index causal_chunk_ahead(Index c0, Index w, Index in_window, Index window, Index per) {
+/// Rows a thread of the causal path reads causal_prefetch_ahead chunks after chunk w of the
+/// window at c0: `chunk` (from the sequence's start) and whether its K and V rows (pass 1) or
+/// its Q rows (pass 2).
+struct ChunkAhead {
+    Index chunk;
+    bool keys;
+};
+
+/// In pass 1 a later chunk of the thread's run, or past the run's end the first chunks of the
+/// same run for pass 2; in pass 2 a later chunk of the run, or past its end the first chunks of
+/// its run in the next window (taken as split alike) for pass 1. Only a hint for
+/// prefetch_rows: the chunk may be past the end of the sequence.
+inline ChunkAhead causal_chunk_ahead(bool pass1, Index c0, Index w, Index in_window, Index window, Index per) {
     const Index b0 = (w / per) * per, b1 = std::min(b0 + per, in_window);
     const Index ahead = w + causal_prefetch_ahead;
-    return ahead < b1 ? c0 + ahead : c0 + window + b0 + (ahead - b1);
+    if (ahead < b1) return {c0 + ahead, pass1};
+    const Index into = b0 + (ahead - b1);  // the position in the run of the next pass
+    return pass1 ? ChunkAhead{c0 + into, false} : ChunkAhead{c0 + window + into, true};
 }
 
 /// Asks for rows [r0, r1) of a column-major matrix (every cache line of each column) to be loaded
-/// ahead of use: the causal path reads a chunk as 64-row pieces of d columns n_k entries apart,
-/// too short for the hardware prefetchers to follow once the inputs do not fit in the cache.
+/// ahead of use: the causal path reads a chunk as T-row pieces of every column of Q, K and V
+/// (columns n_q or n_k entries apart), too short for the hardware prefetchers to follow once
+/// the inputs do not fit in the cache.
 template <typename Scalar>
 void prefetch_rows(const Eigen::Ref<const Matrix<Scalar>>& m, Index r0, Index r1) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -798,25 +812,34 @@ void linear_causal(const LinearProblem<Scalar, Map>& pb, Index chunk, Index off,
     }
     // The state of every key before the current window, and after it (swapped per window).
     FeatureState<Scalar> carry[2] = {init, init};
+    // Asks for the rows of chunk a.chunk that the thread reads next (a hint: clamped, never read).
+    const auto prefetch_ahead = [&](const ChunkAhead& a) {
+        const Index j = std::min(n_k, a.chunk * t_len), j_end = std::min(n_k, j + t_len);
+        if (a.keys) {
+            prefetch_rows(pb.k, j, j_end);
+            prefetch_rows(pb.v, j, j_end);
+        } else if (want_out) {
+            prefetch_rows(*pb.q, std::clamp<Index>(j - off, 0, n_q), std::clamp<Index>(j_end - off, 0, n_q));
+        }
+    };
     RegionErrors errors;
     parallel_region(team, [&] {
         LinearWorkspace<Scalar>& ws = workspaces[static_cast<std::size_t>(thread_index())];
         FeatureFailure& fail = failures[static_cast<std::size_t>(thread_index())];
+        // The team granted, which may be smaller than the one asked for (parallel_region).
+        const int threads = team_threads();
         int from = 0;
         for (Index c0 = 0; c0 < chunks; c0 += window, from = 1 - from) {
             const Index in_window = std::min(window, chunks - c0);
             // One run of consecutive chunks per thread, the same in both passes (per is the
             // same on every thread: a schedule's chunk size must be).
-            const Index per = causal_run(in_window, team);
-            // Pass 1: each chunk's features and own state (and the rows of K and V ahead asked for).
+            const Index per = causal_run(in_window, threads);
+            // Pass 1: each chunk's features and own state (and the rows read two chunks later asked for).
 ATTNX_OMP(for schedule(static, per))
             for (Index w = 0; w < in_window; ++w) {
                 errors.run([&] {
                     const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
-                    const Index next = std::min(n_k, causal_chunk_ahead(c0, w, in_window, window, per) * t_len);
-                    const Index next_end = std::min(n_k, next + t_len);
-                    prefetch_rows(pb.k, next, next_end);
-                    prefetch_rows(pb.v, next, next_end);
+                    prefetch_ahead(causal_chunk_ahead(true, c0, w, in_window, window, per));
                     KeyBlockView<Scalar>& kb = keys[static_cast<std::size_t>(w)];
                     StateView<Scalar>& st = own[static_cast<std::size_t>(w)];
                     note_failure(fail.key_row, prepare_keys(pb, j0, len, ws.kbuf, kb, fail.inputs));
@@ -834,9 +857,7 @@ ATTNX_OMP(for schedule(static, per))
                         const Index j0 = (c0 + w) * t_len, len = std::min(t_len, n_k - j0);
                         const Index i0 = std::clamp<Index>(j0 - off, 0, n_q);
                         const Index i1 = std::clamp<Index>(j0 + len - off, 0, n_q);
-                        const Index next = std::min(n_k, causal_chunk_ahead(c0, w, in_window, window, per) * t_len);
-                        prefetch_rows(*pb.q, std::clamp<Index>(next - off, 0, n_q),
-                                      std::clamp<Index>(next + t_len - off, 0, n_q));
+                        prefetch_ahead(causal_chunk_ahead(false, c0, w, in_window, window, per));
                         const Scalar* before = w == 0 ? carry[from].s.data() : own[static_cast<std::size_t>(w - 1)].s.data();
                         const Scalar before_r = w == 0 ? carry[from].r : prefix_r[static_cast<std::size_t>(w - 1)];
                         if (i1 > i0)

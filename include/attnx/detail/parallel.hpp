@@ -18,7 +18,7 @@
 ///    count, and partial results are combined in a fixed order: results are bit-identical for
 ///    any number of threads (except the materialized exact kernel, whose Eigen GEMM blocks by
 ///    thread count). Where a split does follow the thread count (the causal feature-map
-///    windows), every value is still computed from the same operands in the same order.
+///    windows and their runs of chunks per thread), every value is still computed from the same operands in the same order.
 /// 5. Nesting: inside an active parallel region of the caller, attnx's regions get one thread
 ///    each (OpenMP's default of one active level); nothing in attnx raises that level.
 /// 6. No exception leaves a parallel region: workspaces are sized and allocated before the
@@ -81,6 +81,16 @@ inline int team_size() {
 #ifdef _OPENMP
     if (omp_get_active_level() >= omp_get_max_active_levels()) return 1;
     return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/// The number of threads in the innermost team: inside a region, the team the runtime granted,
+/// which may be smaller than the team_size() asked for (1 without OpenMP).
+inline int team_threads() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
 #else
     return 1;
 #endif
