@@ -23,7 +23,9 @@
 ///     take inputs of width d (e.g. a W of another width, an empty W). It runs before any work.
 ///   - `void queries(const Eigen::Ref<const Matrix<S>>& x, double scale, Eigen::Ref<Matrix<S>> phi) const`:
 ///     phi (n × C) = φ(x) row by row, each row up to a positive factor of the map's choice (it
-///     cancels between the numerator and the denominator of attention).
+///     cancels between the numerator and the denominator of attention). Here x is the raw
+///     queries (or keys) and `scale` the resolved options.scale: a map that uses a scale applies
+///     it itself (FAVOR+ forms √s·q).
 ///   - `void keys(const Eigen::Ref<const Matrix<S>>& x, double scale, Eigen::Ref<Matrix<S>> phi,
 ///     Eigen::Ref<Vector<S>> log_scale) const`: φ(x_j) = phi_j · exp(log_scale_j) exactly; the
 ///     split keeps phi in range (FAVOR+ returns rows with max entry (1 + stabilizer)/√m and the
@@ -71,6 +73,8 @@ namespace attnx {
 /// φ(x) = elu(x) + 1, element-wise (x + 1 for x > 0, exp(x) otherwise): the feature map of
 /// linear attention, Katharopoulos et al. 2020, eq. 7. C = d features; positive, so the
 /// denominator φ(q)ᵀ Σ φ(k_j) is positive. It has no scale: options.scale must stay unset.
+/// Its queries() and keys() are member templates over the scalar type: called directly (the
+/// engine does this for you), name it, e.g. `EluPlusOne{}.keys<double>(x, 0.0, phi, log_scale)`.
 struct EluPlusOne {
     static constexpr bool uses_scale = false;
     /// φ(x) is finite for finite x (x + 1 <= FLT_MAX rounds to x; exp of x <= 0 is in (0, 1]).
